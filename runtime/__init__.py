@@ -1,0 +1,1 @@
+"""Torch-free runtime: onnxruntime + numpy. Never imports torch, torchvision or training/."""

@@ -1,0 +1,119 @@
+"""`train-gan VARIANT [--option value ...]`: train one preset, with every TrainConfig field as an option."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from runtime.clitools import UserError, run_app
+from runtime.fsutil import atomic_write_text
+
+from .checkpoint import CheckpointError
+from .config import FIELDS, ConfigError, TrainConfig, load_run_config, read_config_file, resolve
+from .data import DATA_ROOT_ENV, DataError, resolve_data_root
+from .presets import PRESETS
+
+app = typer.Typer(add_completion=False, help=__doc__)
+TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+# Options that may change when a run is resumed: they do not alter what has been trained so far.
+RESUMABLE = ("epochs", "device", "eval_every", "checkpoint_every")
+
+
+def _print_presets() -> None:
+    width = max(map(len, PRESETS))
+    for name, preset in PRESETS.items():
+        typer.echo(f"{name:<{width}}  {preset.summary}")
+
+
+def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
+    from .trainer import CHECKPOINT_NAME
+
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise UserError(f"run folder {run_dir} already holds a checkpoint; continue it with --resume {run_dir} "
+                        "or choose another --run-dir")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    except OSError as error:
+        raise UserError(f"run folder {run_dir} is not writable ({error.strerror})") from None
+
+
+def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, data_root, quiet, **overrides):
+    if list_presets:
+        _print_presets()
+        return 0
+    cli_values = {name: value for name, value in overrides.items() if value is not None}
+    if resume is not None:
+        if variant is not None:
+            raise UserError("give either VARIANT or --resume RUN_DIR, not both")
+        refused = sorted(set(cli_values) - set(RESUMABLE))
+        if refused or config_file is not None:
+            raise UserError(f"a resumed run keeps its config; only {', '.join(RESUMABLE)} may change "
+                            f"(got {', '.join(refused) or '--config'})")
+        saved = load_run_config(resume)
+        cfg = resolve(saved.variant, {k: v for k, v in saved.to_dict().items() if k != "variant"}, cli_values)
+        run_dir = resume
+    else:
+        if variant is None:
+            raise UserError(f"missing VARIANT; valid presets: {', '.join(PRESETS)}")
+        file_values = read_config_file(config_file) if config_file is not None else {}
+        cfg = resolve(variant, file_values, cli_values)
+        run_dir = run_dir or Path("runs") / f"{cfg.variant}_{cfg.arch}_seed{cfg.seed}"
+    if dry_run:
+        typer.echo(json.dumps({"run_dir": str(run_dir), **cfg.to_dict()}, indent=2))
+        return 0
+
+    from .trainer import Interrupted, Trainer, TrainingError, train
+
+    if resume is None:
+        _prepare_run_dir(run_dir, cfg)
+    else:
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    trainer = Trainer(cfg, run_dir, resolve_data_root(data_root), quiet=quiet)
+    try:
+        record = train(trainer, resume=resume is not None)
+    except Interrupted as stop:
+        typer.echo(f"train-gan: {stop}", err=True)
+        return 130
+    except TrainingError as error:
+        typer.echo(f"train-gan: error: {error}", err=True)
+        return 1
+    typer.echo(json.dumps({"run_dir": str(run_dir), **record}))
+    return 0
+
+
+def _build_signature() -> inspect.Signature:
+    fixed = [
+        ("variant", Optional[str], typer.Argument(None, help="preset to train (see --list)", show_default=False)),
+        ("list_presets", bool, typer.Option(False, "--list", help="list the presets, one line each, and exit")),
+        ("dry_run", bool, typer.Option(False, "--dry-run", help="print the resolved config and exit")),
+        ("config_file", Optional[Path], typer.Option(None, "--config", help="TOML or YAML file of option = value")),
+        ("resume", Optional[Path], typer.Option(None, "--resume", help="continue the run in this folder")),
+        ("run_dir", Optional[Path], typer.Option(None, "--run-dir", help="run folder [runs/VARIANT_ARCH_seedS]")),
+        ("data_root", Optional[Path], typer.Option(None, "--data-root", help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")),
+        ("quiet", bool, typer.Option(False, "--quiet", "-q", help="no progress bar (CI)")),
+    ]
+    for name, field in FIELDS.items():
+        if name == "variant":
+            continue
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if field.type == "bool" else [flag]
+        help_text = f"{field.metadata['help']} [default {field.default!r}, or the preset's]"
+        fixed.append((name, Optional[TYPES[field.type]], typer.Option(None, *decls, help=help_text, show_default=False)))
+    return inspect.Signature([
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in fixed
+    ])
+
+
+train_command.__signature__ = _build_signature()
+train_command.__annotations__ = {p.name: p.annotation for p in train_command.__signature__.parameters.values()}
+app.command(name="train-gan", help=__doc__)(train_command)
+
+
+def main() -> None:
+    run_app(app, "train-gan", user_errors=(ConfigError, DataError, CheckpointError))

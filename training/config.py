@@ -1,0 +1,160 @@
+"""The resolved training configuration: defaults <- preset <- config file <- command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .objectives import CONSTRAINTS, OBJECTIVES
+from .presets import PRESETS
+from .priors import NUM_DIGITS, PRIORS, build_prior
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the CLI prints its message on one line and exits 2."""
+
+
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    variant: str = _opt("vanilla", "preset name (train-gan --list)")
+    arch: str = _opt("mlp", "mlp (course template) or conv (DCGAN-style)")
+    prior: str = _opt("normal", "latent prior: " + ", ".join(PRIORS))
+    objective: str = _opt("bce", "adversarial loss: " + ", ".join(OBJECTIVES))
+    lipschitz: str = _opt("none", "critic constraint: " + ", ".join(CONSTRAINTS))
+    condition_generator: bool = _opt(False, "feed the prior's label to G")
+    condition_critic: bool = _opt(False, "feed the label to the critic (D(x, i))")
+    latent_dim: int = _opt(100, "latent size d")
+    num_components: int = _opt(10, "mixture components K")
+    mixture_radius: float = _opt(0.1, "mixture means mu_k ~ U[-c, c]^d: c")
+    mixture_sigma: float = _opt(0.15, "mixture standard deviation sigma (initial value when learned)")
+    label_embed_dim: int = _opt(10, "size of the label embedding concatenated to G / critic inputs")
+    conv_width: int = _opt(32, "channel width w of the conv architecture")
+    clip_value: float = _opt(0.09, "weight clipping bound c")
+    gp_lambda: float = _opt(10.0, "gradient penalty weight lambda")
+    n_critic: int = _opt(1, "critic steps per generator step")
+    lr_g: float = _opt(2e-4, "generator (and prior) learning rate")
+    lr_d: float = _opt(2e-4, "critic learning rate")
+    beta1: float = _opt(0.9, "Adam beta1")
+    beta2: float = _opt(0.999, "Adam beta2")
+    batch_size: int = _opt(64, "batch size")
+    epochs: int = _opt(100, "epochs (an epoch = one pass of critic steps over the training images)")
+    ema_decay: float = _opt(0.0, "EMA decay of the generator weights (0 = off)")
+    seed: int = _opt(0, "random seed")
+    device: str = _opt("auto", "auto, cpu or cuda")
+    precision: str = _opt("fp32", "fp32 or bf16 (autocast)")
+    holdout: int = _opt(5000, "last N training images held out (DRS calibration), never trained on")
+    train_limit: int = _opt(0, "train on the first N images only (0 = all)")
+    eval_every: int = _opt(5, "epochs between evaluations (sample grid, plots)")
+    checkpoint_every: int = _opt(1, "epochs between checkpoints")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+CHOICES = {
+    "arch": ("mlp", "conv"),
+    "prior": tuple(PRIORS),
+    "objective": tuple(OBJECTIVES),
+    "lipschitz": tuple(CONSTRAINTS),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("fp32", "bf16"),
+}
+POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "n_critic", "lr_g", "lr_d",
+            "batch_size", "epochs", "eval_every", "checkpoint_every", "clip_value", "mixture_sigma")
+NON_NEGATIVE = ("mixture_radius", "gp_lambda", "holdout", "train_limit", "seed")
+
+
+def read_config_file(path: Path) -> dict:
+    """Overrides from a TOML or YAML file with TrainConfig's field names as keys."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    except (tomllib.TOMLDecodeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"config file {path} is not valid: {str(error).splitlines()[0]}") from None
+    except Exception as error:  # yaml.YAMLError and friends
+        raise ConfigError(f"config file {path} is not valid: {str(error).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of option = value")
+    return data
+
+
+def _coerce(name: str, value):
+    kind = FIELDS[name].type
+    expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[kind]
+    if isinstance(value, bool) and kind != "bool" or not isinstance(value, expected):
+        raise ConfigError(f"{name} must be a {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def resolve(variant: str, *override_layers: dict) -> TrainConfig:
+    """Defaults, then the preset, then each override layer in order; validated."""
+    if variant not in PRESETS:
+        raise ConfigError(f"unknown preset {variant!r}; valid presets: {', '.join(PRESETS)}")
+    values = {"variant": variant, **PRESETS[variant].overrides}
+    for layer in override_layers:
+        for name, value in layer.items():
+            if name not in FIELDS:
+                raise ConfigError(f"unknown option {name!r}; valid options: {', '.join(FIELDS)}")
+            if value is not None:
+                values[name] = _coerce(name, value)
+    if values.get("variant", variant) != variant:
+        raise ConfigError("the preset is chosen by the VARIANT argument, not by the 'variant' option")
+    cfg = TrainConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(cfg, name)!r}")
+    for name in POSITIVE:
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    for name in NON_NEGATIVE:
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    for name in ("beta1", "beta2"):
+        if not 0 <= getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.prior == "gmm_indexed" and cfg.num_components != NUM_DIGITS:
+        raise ConfigError(f"prior gmm_indexed uses digits as component indices: num_components must be {NUM_DIGITS}")
+    prior = build_prior(cfg.prior, cfg.latent_dim, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
+    if cfg.condition_critic and not prior.labels_are_digits:
+        raise ConfigError(f"condition_critic needs digit labels: prior {cfg.prior} has none (use class_gaussian or gmm_indexed)")
+    if cfg.condition_generator and prior.num_labels == 0:
+        raise ConfigError(f"condition_generator needs a prior that draws labels, not {cfg.prior}")
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path} is missing or unreadable ({type(error).__name__}); is {run_dir} a run folder?") from None
+    variant = data.pop("variant", None)
+    if not isinstance(variant, str):
+        raise ConfigError(f"{path} names no preset")
+    return resolve(variant, data)

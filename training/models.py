@@ -1,0 +1,151 @@
+"""Generators and critics: the course template's MLPs (`mlp`) and a small DCGAN-style pair (`conv`).
+
+Conditioning is by a label embedding concatenated to the input (G: to z; critic: to the image for
+the MLP, to the conv features before the non-linear head for the conv critic, so the label can
+interact with the image and not only shift the score).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from .priors import Prior
+
+IMAGE_SHAPE = (1, 28, 28)
+IMAGE_SIZE = 28 * 28
+
+
+class LabelConcat(nn.Module):
+    """Concatenates an embedding of the label to a flat input; identity when num_labels == 0."""
+
+    def __init__(self, num_labels: int, embed_dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_labels, embed_dim) if num_labels else None
+        self.extra_features = embed_dim if num_labels else 0
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return x if self.embed is None else torch.cat([x, self.embed(labels)], dim=1)
+
+
+class MLPGenerator(nn.Module):
+    """Linear(100,256) LReLU Linear(256,512) LReLU Linear(512,1024) LReLU Linear(1024,784) tanh."""
+
+    def __init__(self, latent_dim: int, num_labels: int = 0, embed_dim: int = 10):
+        super().__init__()
+        self.condition = LabelConcat(num_labels, embed_dim)
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim + self.condition.extra_features, 256),
+            nn.LeakyReLU(0.2),
+            nn.Linear(256, 512),
+            nn.LeakyReLU(0.2),
+            nn.Linear(512, 1024),
+            nn.LeakyReLU(0.2),
+            nn.Linear(1024, IMAGE_SIZE),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(self.condition(z, labels)).view(-1, *IMAGE_SHAPE)
+
+
+class MLPCritic(nn.Module):
+    """Linear(784,1024) LReLU Linear(1024,512) LReLU Linear(512,256) LReLU Linear(256,1), no sigmoid."""
+
+    def __init__(self, num_labels: int = 0, embed_dim: int = 10, use_spectral_norm: bool = False):
+        super().__init__()
+        self.condition = LabelConcat(num_labels, embed_dim)
+        norm = spectral_norm if use_spectral_norm else (lambda layer: layer)
+        self.net = nn.Sequential(
+            norm(nn.Linear(IMAGE_SIZE + self.condition.extra_features, 1024)),
+            nn.LeakyReLU(0.2),
+            norm(nn.Linear(1024, 512)),
+            nn.LeakyReLU(0.2),
+            norm(nn.Linear(512, 256)),
+            nn.LeakyReLU(0.2),
+            norm(nn.Linear(256, 1)),
+        )
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(self.condition(x.flatten(1), labels)).squeeze(1)
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN-style: z -> 4w x 7 x 7 -> 2w x 14 x 14 -> w x 28 x 28 -> 1 x 28 x 28, tanh."""
+
+    def __init__(self, latent_dim: int, num_labels: int = 0, embed_dim: int = 10, width: int = 32):
+        super().__init__()
+        self.condition = LabelConcat(num_labels, embed_dim)
+        self.width = width
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim + self.condition.extra_features, 4 * width * 7 * 7),
+            nn.BatchNorm1d(4 * width * 7 * 7),
+            nn.ReLU(),
+        )
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, 1, 3, 1, 1),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        features = self.project(self.condition(z, labels))
+        return self.net(features.view(-1, 4 * self.width, 7, 7))
+
+
+class ConvCritic(nn.Module):
+    """Conv(1,w,4,2,1) LReLU Conv(w,2w,4,2,1) LReLU -> [features, label] -> Linear 256 LReLU Linear 1.
+
+    No batch norm: it would couple the rows of a batch and break the per-sample gradient penalty.
+    """
+
+    def __init__(self, num_labels: int = 0, embed_dim: int = 10, width: int = 32, use_spectral_norm: bool = False):
+        super().__init__()
+        norm = spectral_norm if use_spectral_norm else (lambda layer: layer)
+        self.features = nn.Sequential(
+            norm(nn.Conv2d(1, width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            norm(nn.Conv2d(width, 2 * width, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+        self.condition = LabelConcat(num_labels, embed_dim)
+        self.head = nn.Sequential(
+            norm(nn.Linear(2 * width * 7 * 7 + self.condition.extra_features, 256)),
+            nn.LeakyReLU(0.2),
+            norm(nn.Linear(256, 1)),
+        )
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.condition(self.features(x), labels)).squeeze(1)
+
+
+class GeneratorBundle(nn.Module):
+    """Prior + generator network: image = G(prior(eps, label), label). What EMA averages and export reads."""
+
+    def __init__(self, prior: Prior, network: nn.Module):
+        super().__init__()
+        self.prior = prior
+        self.network = network
+
+    def forward(self, eps: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.network(self.prior(eps, labels), labels)
+
+
+def build_models(cfg, prior: Prior, use_spectral_norm: bool) -> tuple[GeneratorBundle, nn.Module]:
+    """The generator bundle and critic for a resolved config."""
+    g_labels = prior.num_labels if cfg.condition_generator else 0
+    d_labels = prior.num_labels if cfg.condition_critic else 0
+    if cfg.arch == "mlp":
+        network = MLPGenerator(cfg.latent_dim, g_labels, cfg.label_embed_dim)
+        critic = MLPCritic(d_labels, cfg.label_embed_dim, use_spectral_norm)
+    else:
+        network = ConvGenerator(cfg.latent_dim, g_labels, cfg.label_embed_dim, cfg.conv_width)
+        critic = ConvCritic(d_labels, cfg.label_embed_dim, cfg.conv_width, use_spectral_norm)
+    return GeneratorBundle(prior, network), critic

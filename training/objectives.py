@@ -1,0 +1,135 @@
+"""Adversarial objectives and the critic's Lipschitz constraints, each a small registry entry.
+
+The critic always outputs a raw score (a logit for BCE): the template's final sigmoid is folded
+into the numerically stable `softplus` form of binary cross-entropy.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Objective:
+    """Critic and generator losses from critic scores of real and generated images."""
+
+    name = "base"
+
+    def critic_loss(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generator_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mean_score(self, scores: torch.Tensor) -> torch.Tensor:
+        """What the diagnostics call mean D(x): a probability for BCE, the raw score otherwise."""
+        return scores.mean()
+
+
+class BCEObjective(Objective):
+    """The course template: BCE critic, non-saturating generator loss -log D(G(z))."""
+
+    name = "bce"
+
+    def critic_loss(self, d_real, d_fake):
+        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+
+    def generator_loss(self, d_fake):
+        return F.softplus(-d_fake).mean()
+
+    def mean_score(self, scores):
+        return torch.sigmoid(scores).mean()
+
+
+class WassersteinObjective(Objective):
+    """L_D = E[D(G(z))] - E[D(x)], L_G = -E[D(G(z))]."""
+
+    name = "wasserstein"
+
+    def critic_loss(self, d_real, d_fake):
+        return d_fake.mean() - d_real.mean()
+
+    def generator_loss(self, d_fake):
+        return -d_fake.mean()
+
+
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (BCEObjective, WassersteinObjective)}
+
+
+class LipschitzConstraint:
+    """How the critic is kept (approximately) 1-Lipschitz. The default does nothing."""
+
+    name = "none"
+    spectral_norm = False  # models wrap their critic layers in spectral normalisation when True
+
+    def interpolates(self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+        """Extra critic inputs scored in the same forward pass as real and fake (none by default)."""
+        return []
+
+    def penalty(self, scores: list[torch.Tensor], inputs: list[torch.Tensor]) -> torch.Tensor | None:
+        return None
+
+    def after_critic_step(self, critic: nn.Module) -> None:
+        pass
+
+    def diagnostics(self, critic: nn.Module) -> dict[str, float]:
+        return {}
+
+
+class WeightClipping(LipschitzConstraint):
+    """WGAN: every critic parameter clamped to [-c, c] after each critic step."""
+
+    name = "clip"
+
+    def __init__(self, clip_value: float):
+        self.clip_value = clip_value
+
+    @torch.no_grad()
+    def after_critic_step(self, critic):
+        for param in critic.parameters():
+            param.clamp_(-self.clip_value, self.clip_value)
+
+    @torch.no_grad()
+    def diagnostics(self, critic):
+        """Share of critic weights sitting at +-c (the seeds' clipping saturation)."""
+        params = list(critic.parameters())
+        at_bound = sum(int((p.abs() >= self.clip_value * (1 - 1e-6)).sum()) for p in params)
+        return {"clip_saturation": at_bound / sum(p.numel() for p in params)}
+
+
+def gradient_penalty(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """E[(||grad_x D(x)||_2 - 1)^2] over the rows of `inputs` (which must require grad)."""
+    (grad,) = torch.autograd.grad(scores.sum(), inputs, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+class GradientPenalty(LipschitzConstraint):
+    """WGAN-GP: lambda * E[(||grad D(x_hat)||_2 - 1)^2], x_hat = eps x + (1 - eps) G(z)."""
+
+    name = "gp"
+
+    def __init__(self, weight: float):
+        self.weight = weight
+
+    def interpolates(self, real, fake, generator):
+        mix = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
+        return [(mix * real + (1 - mix) * fake).requires_grad_(True)]
+
+    def penalty(self, scores, inputs):
+        return self.weight * gradient_penalty(scores[0], inputs[0])
+
+
+class SpectralNorm(LipschitzConstraint):
+    """SN-GAN: each critic layer divided by its spectral norm (power iteration), no penalty."""
+
+    name = "sn"
+    spectral_norm = True
+
+
+CONSTRAINTS = {
+    "none": lambda cfg: LipschitzConstraint(),
+    "clip": lambda cfg: WeightClipping(cfg.clip_value),
+    "gp": lambda cfg: GradientPenalty(cfg.gp_lambda),
+    "sn": lambda cfg: SpectralNorm(),
+}

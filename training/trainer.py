@@ -1,0 +1,347 @@
+"""The training loop: n_critic critic steps per generator step over tensor-resident MNIST.
+
+Per block of n_critic critic steps the generator runs once (no grad) for the whole block's fakes,
+and each critic step scores real, fake and (for WGAN-GP) interpolated images in one forward pass.
+Everything random comes from two seeded generators whose states are checkpointed, so a resumed
+run continues bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from runtime.fsutil import atomic_write_bytes, atomic_write_text
+from runtime.images import grid_png, unit_to_uint8
+
+from .checkpoint import (
+    load_checkpoint,
+    optimizer_tensors,
+    prefixed,
+    restore_optimizer,
+    save_checkpoint,
+    unprefixed,
+)
+from .config import ConfigError, TrainConfig
+from .data import load_training_set
+from .models import build_models
+from .objectives import CONSTRAINTS, OBJECTIVES
+from .plots import plot_training_curves
+from .priors import build_prior
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+# Running sums kept per epoch: critic-step stats, then generator-step stats.
+CRITIC_STATS = ("loss_d", "wasserstein", "d_real", "d_fake", "penalty")
+GENERATOR_STATS = ("loss_g", "g_grad_norm")
+STATS = CRITIC_STATS + GENERATOR_STATS
+GRID_NOISE_SEED_OFFSET = 10_007  # sample grids use their own noise, never the training RNG
+
+
+class TrainingError(RuntimeError):
+    """The run stopped (non-finite loss); the message says why and where the last checkpoint is."""
+
+
+class Interrupted(RuntimeError):
+    """SIGINT/SIGTERM: a checkpoint was written and the run can be resumed."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda was requested but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, data_root: Path, quiet: bool = False):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.quiet = quiet
+        self.device = pick_device(cfg.device)
+        if self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
+        torch.manual_seed(cfg.seed)  # model initialisation and static mixture means
+
+        self.prior = build_prior(cfg.prior, cfg.latent_dim, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
+        self.objective = OBJECTIVES[cfg.objective]()
+        self.constraint = CONSTRAINTS[cfg.lipschitz](cfg)
+        self.generator, self.critic = build_models(cfg, self.prior, self.constraint.spectral_norm)
+        self.generator.to(self.device)
+        self.critic.to(self.device)
+        self.ema = None
+        if cfg.ema_decay > 0:
+            self.ema = AveragedModel(
+                self.generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
+            )
+        # Fused Adam: one kernel per step for all parameters instead of one per tensor.
+        adam = dict(betas=(cfg.beta1, cfg.beta2), fused=True)
+        self.g_params = list(self.generator.parameters())
+        self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, **adam)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_d, **adam)
+
+        self.data_rng = torch.Generator().manual_seed(cfg.seed)  # epoch permutations (CPU)
+        self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed + 1)  # latents, GP mixes
+        self.data = load_training_set(data_root, cfg.holdout, cfg.train_limit, self.device)
+        if len(self.data) < cfg.batch_size:
+            raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {len(self.data)} training images")
+        self.steps_per_epoch = len(self.data) // cfg.batch_size
+
+        self.epoch = 0  # completed epochs
+        self.step = 0  # critic steps done in the current epoch
+        self.perm = torch.empty(0, dtype=torch.long, device=self.device)
+        self.sums = torch.zeros(len(STATS), dtype=torch.float64, device=self.device)
+        self.counts = torch.zeros(2, dtype=torch.float64)  # critic steps, generator steps
+        self.stop_signal: int | None = None
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+    # ------------------------------------------------------------------ one block of steps
+    def _critic_block(self, real: torch.Tensor, labels: torch.Tensor, block: int) -> None:
+        cfg, bs = self.cfg, self.cfg.batch_size
+        with torch.no_grad(), self.autocast:
+            fake_labels = labels if self.prior.labels_are_digits else self.prior.sample_labels(
+                real.shape[0], self.noise_rng, self.device)
+            eps = torch.randn(real.shape[0], cfg.latent_dim, generator=self.noise_rng, device=self.device)
+            fakes = self.generator(eps, fake_labels).float()
+        for i in range(block):
+            rows = slice(i * bs, (i + 1) * bs)
+            real_i, fake_i, labels_i = real[rows], fakes[rows], labels[rows]
+            extra = self.constraint.interpolates(real_i, fake_i, self.noise_rng)
+            with self.autocast:
+                scores = self.critic(torch.cat([real_i, fake_i, *extra]), labels_i.repeat(2 + len(extra)))
+            d_real, d_fake, *d_extra = scores.float().split(bs)
+            loss = self.objective.critic_loss(d_real, d_fake)
+            penalty = self.constraint.penalty(d_extra, extra)
+            total = loss if penalty is None else loss + penalty
+            self.opt_d.zero_grad(set_to_none=True)
+            total.backward()
+            self.opt_d.step()
+            self.constraint.after_critic_step(self.critic)
+            with torch.no_grad():
+                self.sums[:len(CRITIC_STATS)] += torch.stack([
+                    loss, d_real.mean() - d_fake.mean(), self.objective.mean_score(d_real),
+                    self.objective.mean_score(d_fake), penalty if penalty is not None else torch.zeros(()),
+                ]).double()
+        self.counts[0] += block
+
+    def _generator_step(self, labels: torch.Tensor) -> None:
+        cfg = self.cfg
+        if not self.prior.labels_are_digits:
+            labels = self.prior.sample_labels(labels.shape[0], self.noise_rng, self.device)
+        eps = torch.randn(labels.shape[0], cfg.latent_dim, generator=self.noise_rng, device=self.device)
+        with self.autocast:
+            scores = self.critic(self.generator(eps, labels), labels)
+        loss = self.objective.generator_loss(scores.float())
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.g_params)  # the critic's weight gradients are not needed here
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.g_params if p.grad is not None])
+        self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.generator)
+        with torch.no_grad():
+            self.sums[len(CRITIC_STATS):] += torch.stack([loss.detach(), grad_norm]).double()
+        self.counts[1] += 1
+
+    def train_epoch(self, progress: tqdm | None = None) -> bool:
+        """Run the rest of the current epoch; False if a stop signal arrived first."""
+        cfg, bs = self.cfg, self.cfg.batch_size
+        if self.step == 0:
+            self.perm = torch.randperm(len(self.data), generator=self.data_rng).to(self.device)
+            self.sums.zero_()
+            self.counts.zero_()
+        self.generator.train()
+        blocks_done = 0
+        while self.step < self.steps_per_epoch:
+            if self.stop_signal is not None:
+                return False
+            block = min(cfg.n_critic, self.steps_per_epoch - self.step)
+            index = self.perm[self.step * bs : (self.step + block) * bs]
+            real, labels = self.data.images[index], self.data.labels[index]
+            self._critic_block(real, labels, block)
+            self._generator_step(labels[-bs:])
+            self.step += block
+            blocks_done += 1
+            if progress is not None:
+                progress.update(block)
+                if blocks_done % 20 == 0:
+                    progress.set_postfix({k: f"{v:.3f}" for k, v in self.epoch_stats().items() if k in ("loss_d", "loss_g", "wasserstein")})
+        return True
+
+    def epoch_stats(self) -> dict[str, float]:
+        critic_steps, generator_steps = (max(float(c), 1.0) for c in self.counts)
+        sums = self.sums.tolist()
+        stats = {name: sums[i] / critic_steps for i, name in enumerate(CRITIC_STATS)}
+        stats.update({name: sums[len(CRITIC_STATS) + i] / generator_steps for i, name in enumerate(GENERATOR_STATS)})
+        return stats
+
+    # ------------------------------------------------------------------ state
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {
+            **prefixed("generator", self.generator.state_dict()),
+            **prefixed("critic", self.critic.state_dict()),
+            "rng.data": self.data_rng.get_state(),
+            "rng.noise": self.noise_rng.get_state(),
+            "loop.perm": self.perm,
+            "loop.sums": self.sums,
+            "loop.counts": self.counts,
+        }
+        if self.ema is not None:
+            tensors.update(prefixed("ema", self.ema.state_dict()))
+        return tensors
+
+    def save(self) -> Path:
+        opt_g_tensors, g_groups = optimizer_tensors("optim_g", self.opt_g)
+        opt_d_tensors, d_groups = optimizer_tensors("optim_d", self.opt_d)
+        state = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "optim_g_groups": g_groups,
+            "optim_d_groups": d_groups,
+            "config": self.cfg.to_dict(),
+        }
+        path = self.run_dir / CHECKPOINT_NAME
+        save_checkpoint(path, {**self.state_tensors(), **opt_g_tensors, **opt_d_tensors}, state)
+        return path
+
+    def load(self, path: Path) -> None:
+        tensors, state = load_checkpoint(path)
+        self.generator.load_state_dict(unprefixed("generator", tensors))
+        self.critic.load_state_dict(unprefixed("critic", tensors))
+        if self.ema is not None:
+            self.ema.load_state_dict(unprefixed("ema", tensors))
+        restore_optimizer("optim_g", self.opt_g, tensors, state["optim_g_groups"])
+        restore_optimizer("optim_d", self.opt_d, tensors, state["optim_d_groups"])
+        self.data_rng.set_state(tensors["rng.data"])
+        self.noise_rng.set_state(tensors["rng.noise"])
+        self.perm = tensors["loop.perm"].to(self.device)
+        self.sums = tensors["loop.sums"].to(self.device)
+        self.counts = tensors["loop.counts"]
+        self.epoch, self.step = state["epoch"], state["step"]
+
+    # ------------------------------------------------------------------ evaluation
+    def sampling_generator(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.generator
+
+    @torch.no_grad()
+    def sample_grid(self, per_row: int = 10) -> bytes:
+        """A grid from fixed noise: one row per label (digit or component), or 10 rows of 10."""
+        generator = self.sampling_generator()
+        rows = self.prior.num_labels if self.prior.num_labels else 10
+        rng = torch.Generator(self.device).manual_seed(self.cfg.seed + GRID_NOISE_SEED_OFFSET)
+        eps = torch.randn(rows * per_row, self.cfg.latent_dim, generator=rng, device=self.device)
+        labels = torch.arange(rows, device=self.device).repeat_interleave(per_row)
+        generator.eval()
+        images = generator(eps, labels if self.prior.num_labels else torch.zeros_like(labels))
+        generator.train()
+        return grid_png(unit_to_uint8(((images.float().cpu().numpy() + 1) / 2)[:, 0]), rows)
+
+
+class RunLogger:
+    """metrics.jsonl, TensorBoard events, sample grids and plots of one run folder."""
+
+    def __init__(self, run_dir: Path, resume_epoch: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.records = self._read_records(resume_epoch)
+        self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_epoch + 1 if resume_epoch else None)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        self.run_dir = run_dir
+
+    def _read_records(self, resume_epoch: int) -> list[dict]:
+        """Records up to the checkpoint's epoch: later ones were written by a run that then died."""
+        if not self.metrics_path.exists():
+            return []
+        records = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        kept = [r for r in records if r["epoch"] <= resume_epoch]
+        if len(kept) != len(records):
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        return kept
+
+    def log(self, record: dict) -> None:
+        self.records.append(record)
+        with self.metrics_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        for key, value in record.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                self.writer.add_scalar(key, value, record["epoch"])
+        self.writer.flush()
+
+    def evaluation(self, epoch: int, grid: bytes) -> None:
+        atomic_write_bytes(self.run_dir / "samples" / f"epoch_{epoch:04d}.png", grid)
+        plot_training_curves(self.records, self.run_dir / "plots")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _nonfinite(stats: dict[str, float]) -> list[str]:
+    return [f"{k}={v}" for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)]
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Trainer):
+    """SIGINT/SIGTERM ask the loop to stop at the next block boundary and checkpoint there."""
+    def request_stop(signum, frame):
+        trainer.stop_signal = signum
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def train(trainer: Trainer, resume: bool = False) -> dict:
+    """Train to cfg.epochs, logging, evaluating and checkpointing; returns the last epoch's record."""
+    cfg, run_dir = trainer.cfg, trainer.run_dir
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    if resume:
+        trainer.load(checkpoint_path)
+    logger = RunLogger(run_dir, trainer.epoch)
+    record: dict = logger.records[-1] if logger.records else {}
+    try:
+        with stop_on_signals(trainer):
+            while trainer.epoch < cfg.epochs:
+                started = time.perf_counter()
+                with tqdm(total=trainer.steps_per_epoch, initial=trainer.step, disable=trainer.quiet,
+                          desc=f"epoch {trainer.epoch + 1}/{cfg.epochs}", unit="step", leave=False) as progress:
+                    finished = trainer.train_epoch(progress)
+                if not finished:
+                    trainer.save()
+                    raise Interrupted(
+                        f"stopped by signal {trainer.stop_signal} at epoch {trainer.epoch + 1} step {trainer.step}; "
+                        f"checkpoint saved, continue with: train-gan --resume {run_dir}")
+                stats = trainer.epoch_stats()
+                bad = _nonfinite(stats)
+                if bad:
+                    raise TrainingError(
+                        f"non-finite loss in epoch {trainer.epoch + 1} ({', '.join(bad)}); run stopped, last good "
+                        f"checkpoint kept at {checkpoint_path}" + ("" if checkpoint_path.exists() else " (none yet)"))
+                trainer.epoch += 1
+                trainer.step = 0
+                seconds = time.perf_counter() - started
+                record = {"epoch": trainer.epoch, **stats, **trainer.constraint.diagnostics(trainer.critic),
+                          "epoch_seconds": seconds,
+                          "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds}
+                logger.log(record)
+                if trainer.epoch % cfg.eval_every == 0 or trainer.epoch == cfg.epochs:
+                    logger.evaluation(trainer.epoch, trainer.sample_grid())
+                if trainer.epoch % cfg.checkpoint_every == 0 or trainer.epoch == cfg.epochs:
+                    trainer.save()
+                if not trainer.quiet:
+                    tqdm.write(f"epoch {trainer.epoch}: " + ", ".join(
+                        f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+    finally:
+        logger.close()
+    return record
+
