@@ -63,11 +63,8 @@ class LipschitzConstraint:
     name = "none"
     spectral_norm = False  # models wrap their critic layers in spectral normalisation when True
 
-    def interpolates(self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        """Extra critic inputs scored in the same forward pass as real and fake (none by default)."""
-        return []
-
-    def penalty(self, scores: list[torch.Tensor], inputs: list[torch.Tensor]) -> torch.Tensor | None:
+    def penalty(self, critic, real, fake, labels, generator, autocast) -> torch.Tensor | None:
+        """A term added to the critic loss (none by default)."""
         return None
 
     def after_critic_step(self, critic: nn.Module) -> None:
@@ -112,12 +109,12 @@ class GradientPenalty(LipschitzConstraint):
     def __init__(self, weight: float):
         self.weight = weight
 
-    def interpolates(self, real, fake, generator):
+    def penalty(self, critic, real, fake, labels, generator, autocast):
         mix = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
-        return [(mix * real + (1 - mix) * fake).requires_grad_(True)]
-
-    def penalty(self, scores, inputs):
-        return self.weight * gradient_penalty(scores[0], inputs[0])
+        interpolates = (mix * real + (1 - mix) * fake).requires_grad_(True)
+        with autocast:
+            scores = critic(interpolates, labels).float()
+        return self.weight * gradient_penalty(scores, interpolates)
 
 
 class SpectralNorm(LipschitzConstraint):

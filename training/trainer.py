@@ -1,7 +1,8 @@
 """The training loop: n_critic critic steps per generator step over tensor-resident MNIST.
 
 Per block of n_critic critic steps the generator runs once (no grad) for the whole block's fakes,
-and each critic step scores real, fake and (for WGAN-GP) interpolated images in one forward pass.
+and each critic step scores real and fake images in one forward pass (interpolates get their own,
+so the gradient penalty's double backward runs over their rows only).
 Everything random comes from two seeded generators whose states are checkpointed, so a resumed
 run continues bit for bit on CPU.
 """
@@ -114,12 +115,10 @@ class Trainer:
         for i in range(block):
             rows = slice(i * bs, (i + 1) * bs)
             real_i, fake_i, labels_i = real[rows], fakes[rows], labels[rows]
-            extra = self.constraint.interpolates(real_i, fake_i, self.noise_rng)
             with self.autocast:
-                scores = self.critic(torch.cat([real_i, fake_i, *extra]), labels_i.repeat(2 + len(extra)))
-            d_real, d_fake, *d_extra = scores.float().split(bs)
+                d_real, d_fake = self.critic(torch.cat([real_i, fake_i]), labels_i.repeat(2)).float().split(bs)
             loss = self.objective.critic_loss(d_real, d_fake)
-            penalty = self.constraint.penalty(d_extra, extra)
+            penalty = self.constraint.penalty(self.critic, real_i, fake_i, labels_i, self.noise_rng, self.autocast)
             total = loss if penalty is None else loss + penalty
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
