@@ -9,12 +9,33 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from .priors import Prior
 
 IMAGE_SHAPE = (1, 28, 28)
 IMAGE_SIZE = 28 * 28
+# SN-GAN's one power iteration per training forward; the estimate then lags the weights by a few
+# percent (Adam's updates grow the top singular values quickly), so `converge_spectral_norms`
+# re-runs the iteration to convergence at init and before a critic is evaluated or exported.
+SN_POWER_ITERATIONS = 1
+SN_CONVERGE_FORWARDS = 500
+
+
+def spectral_norm(layer: nn.Module) -> nn.Module:
+    return _spectral_norm(layer, n_power_iterations=SN_POWER_ITERATIONS)
+
+
+def converge_spectral_norms(critic: nn.Module) -> None:
+    """Power-iterate every spectral-norm layer to convergence (each train-mode forward does one step)."""
+    was_training = critic.training
+    critic.train()
+    with torch.no_grad():
+        probe, labels = torch.zeros(1, *IMAGE_SHAPE), torch.zeros(1, dtype=torch.long)
+        probe = probe.to(next(critic.parameters()).device)
+        for _ in range(SN_CONVERGE_FORWARDS):
+            critic(probe, labels.to(probe.device))
+    critic.train(was_training)
 
 
 class LabelConcat(nn.Module):
@@ -148,4 +169,6 @@ def build_models(cfg, prior: Prior, use_spectral_norm: bool) -> tuple[GeneratorB
     else:
         network = ConvGenerator(cfg.latent_dim, g_labels, cfg.label_embed_dim, cfg.conv_width)
         critic = ConvCritic(d_labels, cfg.label_embed_dim, cfg.conv_width, use_spectral_norm)
+    if use_spectral_norm:
+        converge_spectral_norms(critic)
     return GeneratorBundle(prior, network), critic

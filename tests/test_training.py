@@ -1,0 +1,206 @@
+"""Every preset trains on real MNIST; resume is exact; priors, constraints and presets behave."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from training.checkpoint import load_checkpoint
+from training.config import resolve
+from training.models import converge_spectral_norms
+from training.objectives import GradientPenalty, gradient_penalty
+from training.presets import PRESETS
+from training.trainer import CHECKPOINT_NAME, Trainer, TrainingError, train
+
+from .conftest import tiny_overrides
+
+
+def make_trainer(tmp_path, data_root, variant, **extra):
+    cfg = resolve(variant, tiny_overrides(**extra))
+    run_dir = tmp_path / variant
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Trainer(cfg, run_dir, data_root, quiet=True)
+
+
+@pytest.mark.parametrize("variant", list(PRESETS))
+def test_every_preset_trains_with_finite_losses_and_a_checkpoint(tmp_path, data_root, variant):
+    trainer = make_trainer(tmp_path, data_root, variant)
+    record = train(trainer)
+    for key in ("loss_d", "loss_g", "wasserstein", "d_real", "d_fake", "g_grad_norm"):
+        assert math.isfinite(record[key]), (key, record)
+    assert record["g_grad_norm"] > 0
+    tensors, state = load_checkpoint(trainer.run_dir / CHECKPOINT_NAME)
+    assert state["epoch"] == 1 and state["config"]["variant"] == variant
+    assert any(name.startswith("generator.") for name in tensors)
+    assert (trainer.run_dir / "samples" / "epoch_0001.png").stat().st_size > 0
+    assert (trainer.run_dir / "plots" / "diagnostics.png").exists()
+    lines = (trainer.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]
+
+
+@pytest.mark.parametrize("variant", ["wgan_gp_cond", "wgan_sn"])
+def test_conv_architecture_trains(tmp_path, data_root, variant):
+    trainer = make_trainer(tmp_path, data_root, variant, arch="conv", conv_width=8, ema_decay=0.9)
+    record = train(trainer)
+    assert math.isfinite(record["loss_d"]) and math.isfinite(record["loss_g"])
+    images = trainer.sampling_generator()(torch.randn(5, 100), torch.arange(5))
+    assert images.shape == (5, 1, 28, 28) and images.abs().max() <= 1
+
+
+def _weights(run_dir):
+    tensors, state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    return tensors, state
+
+
+@pytest.mark.parametrize("variant", ["wgan_gp_cond", "gmgan_dynamic"])
+def test_resume_is_bit_identical(tmp_path, data_root, variant):
+    extra = dict(epochs=2, ema_decay=0.5)
+    straight = make_trainer(tmp_path / "straight", data_root, variant, **extra)
+    train(straight)
+
+    first = make_trainer(tmp_path / "resumed", data_root, variant, **extra)
+    first.cfg.epochs = 1
+    train(first)
+    second = make_trainer(tmp_path / "resumed", data_root, variant, **extra)
+    train(second, resume=True)
+
+    a, state_a = _weights(straight.run_dir)
+    b, state_b = _weights(second.run_dir)
+    assert state_a["epoch"] == state_b["epoch"] == 2
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, data_root):
+    extra = dict(epochs=2, n_critic=2)  # 8 critic steps = 4 blocks per epoch
+    straight = make_trainer(tmp_path / "straight", data_root, "wgan_gp", **extra)
+    train(straight)
+
+    interrupted = make_trainer(tmp_path / "stopped", data_root, "wgan_gp", **extra)
+    blocks = {"count": 0}
+    original = interrupted._generator_step
+
+    def stop_after_two_blocks_of_epoch_two(labels):
+        original(labels)
+        blocks["count"] += 1
+        if blocks["count"] == 4 + 2:
+            interrupted.stop_signal = 15
+
+    interrupted._generator_step = stop_after_two_blocks_of_epoch_two
+    from training.trainer import Interrupted
+
+    with pytest.raises(Interrupted):
+        train(interrupted)
+    _, state = _weights(interrupted.run_dir)
+    assert state["epoch"] == 1 and 0 < state["step"] < interrupted.steps_per_epoch
+
+    resumed = make_trainer(tmp_path / "stopped", data_root, "wgan_gp", **extra)
+    train(resumed, resume=True)
+    a, _ = _weights(straight.run_dir)
+    b, _ = _weights(resumed.run_dir)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    epochs = [json.loads(line)["epoch"] for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_root):
+    trainer = make_trainer(tmp_path, data_root, "wgan_gp", epochs=1)
+    train(trainer)
+    good = (trainer.run_dir / CHECKPOINT_NAME).read_bytes()
+
+    again = make_trainer(tmp_path, data_root, "wgan_gp", epochs=3)
+    loss = again.objective.critic_loss
+    again.objective.critic_loss = lambda d_real, d_fake: loss(d_real, d_fake) * float("nan")
+    with pytest.raises(TrainingError, match="non-finite loss in epoch 2"):
+        train(again, resume=True)
+    assert (trainer.run_dir / CHECKPOINT_NAME).read_bytes() == good
+
+
+def test_static_mixture_means_stay_in_box_and_fixed(tmp_path, data_root):
+    trainer = make_trainer(tmp_path, data_root, "gmgan_static")
+    means = trainer.prior.means.clone()
+    c = trainer.cfg.mixture_radius
+    assert means.shape == (10, 100) and means.abs().max() <= c
+    assert means.std() > c / 10  # spread over the box, not all zero
+    train(trainer)
+    assert torch.equal(trainer.prior.means, means)
+    assert torch.allclose(trainer.prior.log_sigma.exp(), torch.full((10, 100), 0.15))
+
+
+@pytest.mark.parametrize("variant", ["gmgan_dynamic", "wgan_gp_cond", "wgan_gp_gmm_cond"])
+def test_learned_prior_parameters_receive_gradients(tmp_path, data_root, variant):
+    trainer = make_trainer(tmp_path, data_root, variant)
+    before = {name: p.detach().clone() for name, p in trainer.prior.named_parameters()}
+    assert set(before) == {"means", "log_sigma"}
+    labels = torch.arange(10).repeat(4)
+    trainer._generator_step(labels)
+    for name, param in trainer.prior.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+        assert not torch.equal(param.detach(), before[name]), name
+
+
+def test_weight_clipping_keeps_every_critic_weight_in_bounds(tmp_path, data_root):
+    trainer = make_trainer(tmp_path, data_root, "wgan_wc", lr_d=0.05)  # a large lr pushes weights out
+    record = train(trainer)
+    c = trainer.cfg.clip_value
+    for param in trainer.critic.parameters():
+        assert param.abs().max() <= c
+    assert 0 < record["clip_saturation"] <= 1
+
+
+def test_gradient_penalty_matches_hand_computed_linear_critic():
+    # D(x) = w . x has gradient w everywhere: penalty = lambda (||w|| - 1)^2.
+    torch.manual_seed(0)
+    w = torch.randn(784)
+    critic = lambda x, labels: x.flatten(1) @ w  # noqa: E731
+    real, fake = torch.randn(16, 1, 28, 28), torch.randn(16, 1, 28, 28)
+    penalty = GradientPenalty(10.0).penalty(critic, real, fake, None, torch.Generator().manual_seed(0),
+                                            torch.autocast("cpu", enabled=False))
+    assert torch.allclose(penalty, 10.0 * (w.norm() - 1) ** 2, rtol=1e-5)
+    # and a quadratic case where the gradient norm differs per row: D(x) = 0.5 ||x||^2 -> grad = x
+    x = torch.randn(8, 3, requires_grad=True)
+    expected = ((x.detach().norm(dim=1) - 1) ** 2).mean()
+    assert torch.allclose(gradient_penalty(0.5 * (x ** 2).sum(dim=1), x), expected, rtol=1e-5)
+
+
+def test_spectral_norm_layers_have_unit_spectral_norm(tmp_path, data_root):
+    for arch in ("mlp", "conv"):
+        trainer = make_trainer(tmp_path / arch, data_root, "wgan_sn", arch=arch, conv_width=8)
+        train(trainer)
+        converge_spectral_norms(trainer.critic)  # what export does before it freezes the critic
+        trainer.critic.eval()
+        layers = [m for m in trainer.critic.modules() if hasattr(m, "parametrizations")]
+        assert len(layers) == 4
+        for layer in layers:
+            weight = layer.weight.detach().flatten(1)
+            assert torch.linalg.matrix_norm(weight, 2) <= 1 + 1e-3
+
+
+def test_presets_carry_the_seed_values():
+    def cfg(name):
+        return resolve(name, {})
+
+    vanilla = cfg("vanilla")
+    assert (vanilla.prior, vanilla.objective, vanilla.lr_g, vanilla.lr_d, vanilla.batch_size, vanilla.epochs,
+            vanilla.n_critic, vanilla.arch, vanilla.latent_dim) == ("normal", "bce", 2e-4, 2e-4, 64, 100, 1, "mlp", 100)
+    static = cfg("gmgan_static")
+    assert (static.prior, static.num_components, static.mixture_radius, static.mixture_sigma, static.epochs) == (
+        "gmm_static", 10, 0.1, 0.15, 90)
+    assert (cfg("gmgan_dynamic").prior, cfg("gmgan_dynamic").num_components) == ("gmm_dynamic", 10)
+    wc = cfg("wgan_wc")
+    assert (wc.objective, wc.lipschitz, wc.clip_value) == ("wasserstein", "clip", 0.09)
+    gp = cfg("wgan_gp")
+    assert (gp.lipschitz, gp.gp_lambda, gp.n_critic, gp.lr_g, gp.lr_d, gp.batch_size, gp.epochs) == (
+        "gp", 10.0, 5, 1e-4, 1e-4, 64, 100)
+    assert (cfg("wgan_sn").lipschitz, cfg("wgan_sn").gp_lambda) == ("sn", 10.0)
+    cond = cfg("wgan_gp_cond")
+    assert (cond.prior, cond.n_critic, cond.gp_lambda, cond.lr_g, cond.batch_size, cond.epochs,
+            cond.condition_critic, cond.condition_generator) == ("class_gaussian", 3, 10.0, 1e-4, 64, 600, True, False)
+    gmm_cond = cfg("wgan_gp_gmm_cond")
+    assert (gmm_cond.prior, gmm_cond.num_components, gmm_cond.condition_generator, gmm_cond.condition_critic) == (
+        "gmm_indexed", 10, True, True)
