@@ -37,8 +37,8 @@ from .models import build_models
 from .objectives import CONSTRAINTS, OBJECTIVES
 from .plots import plot_training_curves
 from .priors import build_prior
+from .run import CHECKPOINT_NAME
 
-CHECKPOINT_NAME = "checkpoint.safetensors"
 # Running sums kept per epoch: critic-step stats, then generator-step stats.
 CRITIC_STATS = ("loss_d", "wasserstein", "d_real", "d_fake", "penalty")
 GENERATOR_STATS = ("loss_g", "g_grad_norm")

@@ -1,0 +1,41 @@
+"""Load a trained run (config + checkpoint) without its data or optimizers: for evaluation and export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint, unprefixed
+from .config import TrainConfig, load_run_config
+from .models import GeneratorBundle, build_models
+from .objectives import CONSTRAINTS
+from .priors import build_prior
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainedRun:
+    cfg: TrainConfig
+    generator: GeneratorBundle  # the EMA weights when the run kept an EMA, else the raw ones; eval mode
+    critic: nn.Module  # eval mode
+    epoch: int  # completed epochs
+    run_dir: Path
+
+
+def load_trained(run_dir: Path, device: str | torch.device = "cpu") -> TrainedRun:
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    tensors, state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    prior = build_prior(cfg.prior, cfg.latent_dim, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
+    generator, critic = build_models(cfg, prior, CONSTRAINTS[cfg.lipschitz](cfg).spectral_norm)
+    ema = unprefixed("ema.module", tensors)
+    try:
+        generator.load_state_dict(ema if ema else unprefixed("generator", tensors))
+        critic.load_state_dict(unprefixed("critic", tensors))
+    except RuntimeError:
+        raise CheckpointError(f"checkpoint in {run_dir} does not match its config.json (different model)") from None
+    return TrainedRun(cfg, generator.to(device).eval(), critic.to(device).eval(), state["epoch"], run_dir)
