@@ -142,3 +142,30 @@ def test_corrupt_checkpoint_is_one_line_error(tmp_path):
     checkpoint = run_dir / "checkpoint.safetensors"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
     assert_one_line_error(run_cli("--resume", run_dir, "--epochs", "2"), "corrupt")
+
+
+def test_sigint_checkpoints_a_real_process_and_resume_continues(tmp_path):
+    import signal
+    import time
+
+    from training.checkpoint import load_checkpoint
+
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-c", "from training.cli import main; main()", "wgan_gp", "--run-dir", str(run_dir),
+               "--epochs", "1000", "--train-limit", "1024", "--quiet", "--device", "cpu"]
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "checkpoint saved" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    _, state = load_checkpoint(run_dir / "checkpoint.safetensors")
+    assert state["epoch"] >= 1
+    finish = state["epoch"] + 1
+    resumed = run_cli("--resume", run_dir, "--epochs", finish, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["epoch"] == finish

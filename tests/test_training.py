@@ -75,7 +75,8 @@ def test_resume_is_bit_identical(tmp_path, data_root, variant):
         assert torch.equal(a[name], b[name]), name
 
 
-def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, data_root):
+@pytest.mark.parametrize("stop_after_blocks", [4, 6], ids=["at-epoch-boundary", "mid-epoch"])
+def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, data_root, stop_after_blocks):
     extra = dict(epochs=2, n_critic=2)  # 8 critic steps = 4 blocks per epoch
     straight = make_trainer(tmp_path / "straight", data_root, "wgan_gp", **extra)
     train(straight)
@@ -84,19 +85,19 @@ def test_stop_signal_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, data_ro
     blocks = {"count": 0}
     original = interrupted._generator_step
 
-    def stop_after_two_blocks_of_epoch_two(labels):
+    def stop_after(labels):
         original(labels)
         blocks["count"] += 1
-        if blocks["count"] == 4 + 2:
+        if blocks["count"] == stop_after_blocks:
             interrupted.stop_signal = 15
 
-    interrupted._generator_step = stop_after_two_blocks_of_epoch_two
+    interrupted._generator_step = stop_after
     from training.trainer import Interrupted
 
     with pytest.raises(Interrupted):
         train(interrupted)
     _, state = _weights(interrupted.run_dir)
-    assert state["epoch"] == 1 and 0 < state["step"] < interrupted.steps_per_epoch
+    assert state["epoch"] == 1 and state["step"] == (0 if stop_after_blocks == 4 else 4)
 
     resumed = make_trainer(tmp_path / "stopped", data_root, "wgan_gp", **extra)
     train(resumed, resume=True)

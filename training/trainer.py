@@ -152,6 +152,8 @@ class Trainer:
     def train_epoch(self, progress: tqdm | None = None) -> bool:
         """Run the rest of the current epoch; False if a stop signal arrived first."""
         cfg, bs = self.cfg, self.cfg.batch_size
+        if self.stop_signal is not None:  # before the permutation: a resumed epoch must draw the same one
+            return False
         if self.step == 0:
             self.perm = torch.randperm(len(self.data), generator=self.data_rng).to(self.device)
             self.sums.zero_()
