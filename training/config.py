@@ -74,6 +74,8 @@ NON_NEGATIVE = ("mixture_radius", "gp_lambda", "holdout", "train_limit", "seed")
 
 def read_config_file(path: Path) -> dict:
     """Overrides from a TOML or YAML file with TrainConfig's field names as keys."""
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
     try:
         text = path.read_text()
     except OSError as error:
@@ -81,17 +83,11 @@ def read_config_file(path: Path) -> dict:
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
+        else:
             import yaml
 
             data = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, ValueError) as error:
-        if isinstance(error, ConfigError):
-            raise
-        raise ConfigError(f"config file {path} is not valid: {str(error).splitlines()[0]}") from None
-    except Exception as error:  # yaml.YAMLError and friends
+    except Exception as error:  # tomllib.TOMLDecodeError, yaml.YAMLError: any parse failure
         raise ConfigError(f"config file {path} is not valid: {str(error).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of option = value")
