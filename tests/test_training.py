@@ -10,7 +10,7 @@ import torch
 
 from training.checkpoint import load_checkpoint
 from training.config import resolve
-from training.models import converge_spectral_norms
+from training.models import AffineInputCritic, ConvCritic, MLPCritic, converge_spectral_norms
 from training.objectives import GradientPenalty, gradient_penalty
 from training.presets import PRESETS
 from training.trainer import CHECKPOINT_NAME, Trainer, TrainingError, train
@@ -154,19 +154,67 @@ def test_weight_clipping_keeps_every_critic_weight_in_bounds(tmp_path, data_root
     assert 0 < record["clip_saturation"] <= 1
 
 
-def test_gradient_penalty_matches_hand_computed_linear_critic():
-    # D(x) = w . x has gradient w everywhere: penalty = lambda (||w|| - 1)^2.
+class LinearCritic(AffineInputCritic):
+    """D(x) = w . x: its gradient is w everywhere."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def input_layer(self, x, labels):
+        return x.flatten(1) @ self.w[:, None]
+
+    def rest(self, activations, labels):
+        return activations.squeeze(1)
+
+    def input_layer_vjp(self, grad_activations):
+        return (grad_activations @ self.w[None, :]).view(-1, 1, 28, 28)
+
+
+def _penalty(critic, real, fake, labels, seed=0):
+    activations = critic.input_layer(torch.cat([real, fake]), labels.repeat(2)).split(real.shape[0])
+    return GradientPenalty(10.0).penalty(critic, activations, labels, torch.Generator().manual_seed(seed),
+                                         torch.autocast("cpu", enabled=False))
+
+
+def test_gradient_penalty_matches_hand_computed_cases():
     torch.manual_seed(0)
     w = torch.randn(784)
-    critic = lambda x, labels: x.flatten(1) @ w  # noqa: E731
-    real, fake = torch.randn(16, 1, 28, 28), torch.randn(16, 1, 28, 28)
-    penalty = GradientPenalty(10.0).penalty(critic, real, fake, None, torch.Generator().manual_seed(0),
-                                            torch.autocast("cpu", enabled=False))
-    assert torch.allclose(penalty, 10.0 * (w.norm() - 1) ** 2, rtol=1e-5)
-    # and a quadratic case where the gradient norm differs per row: D(x) = 0.5 ||x||^2 -> grad = x
+    real, fake, labels = torch.randn(16, 1, 28, 28), torch.randn(16, 1, 28, 28), torch.zeros(16, dtype=torch.long)
+    # D(x) = w . x: penalty = lambda (||w|| - 1)^2 whatever the interpolates
+    assert torch.allclose(_penalty(LinearCritic(w), real, fake, labels), 10.0 * (w.norm() - 1) ** 2, rtol=1e-5)
+    # D(x) = 0.5 ||x||^2 has gradient x: the reference formula gives mean (||x|| - 1)^2
     x = torch.randn(8, 3, requires_grad=True)
     expected = ((x.detach().norm(dim=1) - 1) ** 2).mean()
     assert torch.allclose(gradient_penalty(0.5 * (x ** 2).sum(dim=1), x), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("critic_factory", [
+    lambda: MLPCritic(),
+    lambda: MLPCritic(num_labels=10),
+    lambda: ConvCritic(num_labels=10, width=8),
+], ids=["mlp", "mlp-conditional", "conv-conditional"])
+def test_gradient_penalty_from_activations_equals_explicit_interpolates(critic_factory):
+    """The affine shortcut gives the textbook penalty and the same critic gradients."""
+    torch.manual_seed(0)
+    critic = critic_factory()
+    real, fake = torch.rand(12, 1, 28, 28) * 2 - 1, torch.rand(12, 1, 28, 28) * 2 - 1
+    labels = torch.randint(10, (12,))
+
+    shortcut = _penalty(critic, real, fake, labels, seed=3)
+    shortcut_grads = torch.autograd.grad(shortcut, list(critic.parameters()), allow_unused=True)
+
+    mix = torch.rand(12, 1, 1, 1, generator=torch.Generator().manual_seed(3))
+    x_hat = (mix * real + (1 - mix) * fake).requires_grad_(True)
+    textbook = 10.0 * gradient_penalty(critic(x_hat, labels), x_hat)
+    textbook_grads = torch.autograd.grad(textbook, list(critic.parameters()), allow_unused=True)
+
+    assert torch.allclose(shortcut, textbook, rtol=1e-5, atol=1e-6)
+    for a, b in zip(shortcut_grads, textbook_grads):
+        if b is None:
+            assert a is None or a.abs().max() == 0
+        else:
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_spectral_norm_layers_have_unit_spectral_norm(tmp_path, data_root):

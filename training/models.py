@@ -8,6 +8,7 @@ interact with the image and not only shift the score).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
@@ -71,7 +72,29 @@ class MLPGenerator(nn.Module):
         return self.net(self.condition(z, labels)).view(-1, *IMAGE_SHAPE)
 
 
-class MLPCritic(nn.Module):
+class AffineInputCritic(nn.Module):
+    """A critic whose first operation is affine in the image: D(x) = rest(input_layer(x)).
+
+    Because input_layer is affine, input_layer(e x + (1 - e) y) = e input_layer(x) + (1 - e) input_layer(y),
+    so WGAN-GP's interpolates reuse the real and fake activations instead of another pass through the
+    largest layer, and grad_x D = input_layer_vjp(grad of rest).
+    """
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.rest(self.input_layer(x, labels), labels)
+
+    def input_layer(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rest(self, activations: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def input_layer_vjp(self, grad_activations: torch.Tensor) -> torch.Tensor:
+        """grad_x from grad_{input_layer(x)}: the transpose of the input layer's linear part."""
+        raise NotImplementedError
+
+
+class MLPCritic(AffineInputCritic):
     """Linear(784,1024) LReLU Linear(1024,512) LReLU Linear(512,256) LReLU Linear(256,1), no sigmoid."""
 
     def __init__(self, num_labels: int = 0, embed_dim: int = 10, use_spectral_norm: bool = False):
@@ -88,8 +111,15 @@ class MLPCritic(nn.Module):
             norm(nn.Linear(256, 1)),
         )
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.net(self.condition(x.flatten(1), labels)).squeeze(1)
+    def input_layer(self, x, labels):
+        return self.net[0](self.condition(x.flatten(1), labels))
+
+    def rest(self, activations, labels):
+        return self.net[1:](activations).squeeze(1)
+
+    def input_layer_vjp(self, grad_activations):
+        image_weight = self.net[0].weight[:, :IMAGE_SIZE]  # the label columns do not depend on x
+        return (grad_activations @ image_weight).view(-1, *IMAGE_SHAPE)
 
 
 class ConvGenerator(nn.Module):
@@ -120,7 +150,7 @@ class ConvGenerator(nn.Module):
         return self.net(features.view(-1, 4 * self.width, 7, 7))
 
 
-class ConvCritic(nn.Module):
+class ConvCritic(AffineInputCritic):
     """Conv(1,w,4,2,1) LReLU Conv(w,2w,4,2,1) LReLU -> [features, label] -> Linear 256 LReLU Linear 1.
 
     No batch norm: it would couple the rows of a batch and break the per-sample gradient penalty.
@@ -143,8 +173,15 @@ class ConvCritic(nn.Module):
             norm(nn.Linear(256, 1)),
         )
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.head(self.condition(self.features(x), labels)).squeeze(1)
+    def input_layer(self, x, labels):
+        return self.features[0](x)
+
+    def rest(self, activations, labels):
+        return self.head(self.condition(self.features[1:](activations), labels)).squeeze(1)
+
+    def input_layer_vjp(self, grad_activations):
+        conv = self.features[0]
+        return F.conv_transpose2d(grad_activations, conv.weight, stride=conv.stride, padding=conv.padding)
 
 
 class GeneratorBundle(nn.Module):

@@ -63,8 +63,8 @@ class LipschitzConstraint:
     name = "none"
     spectral_norm = False  # models wrap their critic layers in spectral normalisation when True
 
-    def penalty(self, critic, real, fake, labels, generator, autocast) -> torch.Tensor | None:
-        """A term added to the critic loss (none by default)."""
+    def penalty(self, critic, activations, labels, generator, autocast) -> torch.Tensor | None:
+        """A term added to the critic loss, from the input-layer activations of real and fake (none by default)."""
         return None
 
     def after_critic_step(self, critic: nn.Module) -> None:
@@ -109,12 +109,19 @@ class GradientPenalty(LipschitzConstraint):
     def __init__(self, weight: float):
         self.weight = weight
 
-    def penalty(self, critic, real, fake, labels, generator, autocast):
-        mix = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device, dtype=real.dtype)
-        interpolates = (mix * real + (1 - mix) * fake).requires_grad_(True)
+    def penalty(self, critic, activations, labels, generator, autocast):
+        """The interpolates' input-layer activations are the same mix of the real and fake ones
+        (the layer is affine), so only the layers above it run again; grad_x D comes back
+        through the input layer's transpose."""
+        real, fake = activations
+        shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+        mix = torch.rand(shape, generator=generator, device=real.device, dtype=torch.float32)
+        interpolated = mix * real + (1 - mix) * fake
         with autocast:
-            scores = critic(interpolates, labels).float()
-        return self.weight * gradient_penalty(scores, interpolates)
+            scores = critic.rest(interpolated, labels).float()
+        (grad_activations,) = torch.autograd.grad(scores.sum(), interpolated, create_graph=True)
+        grad_images = critic.input_layer_vjp(grad_activations)
+        return self.weight * (grad_images.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
 class SpectralNorm(LipschitzConstraint):

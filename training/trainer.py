@@ -1,8 +1,8 @@
 """The training loop: n_critic critic steps per generator step over tensor-resident MNIST.
 
 Per block of n_critic critic steps the generator runs once (no grad) for the whole block's fakes,
-and each critic step scores real and fake images in one forward pass (interpolates get their own,
-so the gradient penalty's double backward runs over their rows only).
+and each critic step scores real and fake images in one forward pass; WGAN-GP's interpolates reuse
+that pass's input-layer activations (see models.AffineInputCritic).
 Everything random comes from two seeded generators whose states are checkpointed, so a resumed
 run continues bit for bit on CPU.
 """
@@ -116,9 +116,11 @@ class Trainer:
             rows = slice(i * bs, (i + 1) * bs)
             real_i, fake_i, labels_i = real[rows], fakes[rows], labels[rows]
             with self.autocast:
-                d_real, d_fake = self.critic(torch.cat([real_i, fake_i]), labels_i.repeat(2)).float().split(bs)
+                both_labels = labels_i.repeat(2)
+                activations = self.critic.input_layer(torch.cat([real_i, fake_i]), both_labels)
+                d_real, d_fake = self.critic.rest(activations, both_labels).float().split(bs)
             loss = self.objective.critic_loss(d_real, d_fake)
-            penalty = self.constraint.penalty(self.critic, real_i, fake_i, labels_i, self.noise_rng, self.autocast)
+            penalty = self.constraint.penalty(self.critic, activations.split(bs), labels_i, self.noise_rng, self.autocast)
             total = loss if penalty is None else loss + penalty
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
