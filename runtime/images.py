@@ -25,3 +25,10 @@ def grid_png(images: np.ndarray, rows: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(canvas).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 [28, 28] -> PNG bytes of one greyscale image."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from .evaluation.protocols import PROTOCOLS
 from .objectives import CONSTRAINTS, OBJECTIVES
 from .presets import PRESETS
 from .priors import NUM_DIGITS, PRIORS, build_prior
@@ -51,7 +52,10 @@ class TrainConfig:
     precision: str = _opt("fp32", "fp32 or bf16 (autocast)")
     holdout: int = _opt(5000, "last N training images held out (DRS calibration), never trained on")
     train_limit: int = _opt(0, "train on the first N images only (0 = all)")
-    eval_every: int = _opt(5, "epochs between evaluations (sample grid, plots)")
+    eval_every: int = _opt(5, "epochs between evaluations (sample grid, metrics, plots)")
+    eval_protocol: str = _opt("proxy", "metrics at each evaluation: proxy (MNIST classifier, fast), p0 (Inception, "
+                              "slow on CPU) or none")
+    eval_samples: int = _opt(10_000, "images generated for each evaluation's metrics")
     checkpoint_every: int = _opt(1, "epochs between checkpoints")
 
     def to_dict(self) -> dict:
@@ -66,9 +70,10 @@ CHOICES = {
     "lipschitz": tuple(CONSTRAINTS),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16"),
+    "eval_protocol": (*PROTOCOLS, "none"),
 }
 POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "n_critic", "lr_g", "lr_d",
-            "batch_size", "epochs", "eval_every", "checkpoint_every", "clip_value", "mixture_sigma")
+            "batch_size", "epochs", "eval_every", "eval_samples", "checkpoint_every", "clip_value", "mixture_sigma")
 NON_NEGATIVE = ("mixture_radius", "gp_lambda", "holdout", "train_limit", "seed")
 
 
@@ -135,6 +140,10 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("beta1", "beta2"):
         if not 0 <= getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
+    protocol = PROTOCOLS.get(cfg.eval_protocol)
+    if protocol is not None and cfg.eval_samples < protocol.min_samples:
+        raise ConfigError(f"eval_samples must be >= {protocol.min_samples} (precision/recall with k={max(protocol.ks)}), "
+                          f"got {cfg.eval_samples}")
     if cfg.prior == "gmm_indexed" and cfg.num_components != NUM_DIGITS:
         raise ConfigError(f"prior gmm_indexed uses digits as component indices: num_components must be {NUM_DIGITS}")
     prior = build_prior(cfg.prior, cfg.latent_dim, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)

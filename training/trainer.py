@@ -10,6 +10,7 @@ run continues bit for bit on CPU.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -33,6 +34,9 @@ from .checkpoint import (
 )
 from .config import ConfigError, TrainConfig
 from .data import load_training_set
+from .evaluation.figures import plot_metrics
+from .evaluation.scoring import Evaluator
+from .evaluation.sources import sample_run
 from .models import build_models
 from .objectives import CONSTRAINTS, OBJECTIVES
 from .plots import plot_training_curves
@@ -44,6 +48,7 @@ CRITIC_STATS = ("loss_d", "wasserstein", "d_real", "d_fake", "penalty")
 GENERATOR_STATS = ("loss_g", "g_grad_norm")
 STATS = CRITIC_STATS + GENERATOR_STATS
 GRID_NOISE_SEED_OFFSET = 10_007  # sample grids use their own noise, never the training RNG
+EVAL_NOISE_SEED_OFFSET = 20_011  # so do evaluation samples: the same draws at every evaluation
 
 
 class TrainingError(RuntimeError):
@@ -91,6 +96,7 @@ class Trainer:
 
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # epoch permutations (CPU)
         self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed + 1)  # latents, GP mixes
+        self.data_root = data_root
         self.data = load_training_set(data_root, cfg.holdout, cfg.train_limit, self.device)
         if len(self.data) < cfg.batch_size:
             raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {len(self.data)} training images")
@@ -246,6 +252,18 @@ class Trainer:
         generator.train()
         return grid_png(unit_to_uint8(((images.float().cpu().numpy() + 1) / 2)[:, 0]), rows)
 
+    @functools.cached_property
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self.cfg.eval_protocol, self.data_root, progress=not self.quiet)
+
+    def evaluate(self) -> dict:
+        """The sampling generator's metrics under cfg.eval_protocol, keyed PROTOCOL/metric ({} for none)."""
+        if self.cfg.eval_protocol == "none":
+            return {}
+        samples = sample_run(self.sampling_generator(), str(self.run_dir), self.cfg.eval_samples,
+                             self.cfg.seed + EVAL_NOISE_SEED_OFFSET, None, self.data_root, progress=not self.quiet)
+        return self.evaluator.score(samples)["metrics"]
+
 
 class RunLogger:
     """metrics.jsonl, TensorBoard events, sample grids and plots of one run folder."""
@@ -281,6 +299,7 @@ class RunLogger:
     def evaluation(self, epoch: int, grid: bytes) -> None:
         atomic_write_bytes(self.run_dir / "samples" / f"epoch_{epoch:04d}.png", grid)
         plot_training_curves(self.records, self.run_dir / "plots")
+        plot_metrics(self.records, self.run_dir / "plots" / "metrics.png")
 
     def close(self) -> None:
         self.writer.close()
@@ -336,14 +355,17 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                 record = {"epoch": trainer.epoch, **stats, **trainer.constraint.diagnostics(trainer.critic),
                           "epoch_seconds": seconds,
                           "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds}
+                evaluating = trainer.epoch % cfg.eval_every == 0 or trainer.epoch == cfg.epochs
+                if evaluating:
+                    record.update(trainer.evaluate())
                 logger.log(record)
-                if trainer.epoch % cfg.eval_every == 0 or trainer.epoch == cfg.epochs:
+                if evaluating:
                     logger.evaluation(trainer.epoch, trainer.sample_grid())
                 if trainer.epoch % cfg.checkpoint_every == 0 or trainer.epoch == cfg.epochs:
                     trainer.save()
                 if not trainer.quiet:
                     tqdm.write(f"epoch {trainer.epoch}: " + ", ".join(
-                        f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+                        f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, (int, float))))
     finally:
         logger.close()
     return record

@@ -1,0 +1,1 @@
+"""Gradio web demo on runtime/ (no torch): `gan-demo` serves it."""

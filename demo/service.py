@@ -1,0 +1,227 @@
+"""What the web demo serves, without the web page: the shipped models, validated requests, model cards.
+
+Every request is checked here, server-side, because a client can send anything; a bad one raises
+DemoError (or the runtime's InvalidRequest) with a one-line message that the page shows.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from runtime.demo_support import CLASSIFIER_FOLDER, DigitClassifier
+from runtime.images import grid_png
+from runtime.manifest import P0_PROTOCOL, ArtifactError, Manifest
+from runtime.model import NUM_DIGITS, GanModel, ProposalLimitReached
+from runtime.registry import ARTIFACTS_ENV, artifacts_root, best_model, runnable, shipped_models
+
+MAX_SAMPLES = 256
+# DRS draws proposals until enough are accepted; this bounds the work one request can ask for
+# (~6 s on 2 CPU cores for the MLP generator).
+MAX_PROPOSALS = 50_000
+SPREAD_RANGE = (0.1, 2.0)
+MAX_SEED = 2**32 - 1
+ANY_DIGIT = "any"  # generate: digits drawn uniformly
+BEST_DIGIT = "best"  # score: the digit under which the image scores highest
+DIGITS = [str(digit) for digit in range(NUM_DIGITS)]
+GRID_SEED = 0
+GRID_COLUMNS = 10
+
+
+class DemoError(ValueError):
+    """A request the demo refuses; one-line message for the page."""
+
+
+def whole_number(value, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise DemoError(f"{what} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise DemoError(f"{what} must be in {low}..{high:,}, got {int(value):,}")
+    return int(value)
+
+
+def number_in(value, what: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise DemoError(f"{what} must be a number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def drs_rate(value, allow_off: bool) -> float | None:
+    """A target acceptance rate in (0, 1]; 0 means DRS off where `allow_off`."""
+    if allow_off and value == 0 and not isinstance(value, bool):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        off = " (0 = off)" if allow_off else ""
+        raise DemoError(f"the DRS target rate must be in (0, 1]{off}, got {value!r}")
+    return float(value)
+
+
+def digit_choice(value, model: GanModel, unset: str) -> int | None:
+    """'any'/'best' (`unset`) -> None, '0'..'9' -> the digit; a digit only for conditional models."""
+    if value is None or value == unset:
+        return None
+    text = str(value).strip()
+    if text not in DIGITS:
+        raise DemoError(f"digit must be {unset!r} or 0..9, got {value!r}")
+    if not model.conditional:
+        raise DemoError(f"model {model.name} is unconditional ({model.manifest.summary()}): "
+                        f"it takes no digit; choose {unset!r} or a conditional model")
+    return int(text)
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def p0_results(manifest: Manifest) -> list[dict]:
+    return [entry for entry in manifest.data.get("evaluation", []) if entry.get("protocol") == P0_PROTOCOL]
+
+
+class DemoModels:
+    """The models in an artifacts folder, ready to generate and score (sessions open on first use)."""
+
+    def __init__(self, root: Path | None = None, device: str = "auto"):
+        self.root = artifacts_root() if root is None else Path(root)
+        if not self.root.is_dir():
+            raise ArtifactError(f"artifacts folder {self.root} does not exist (set --artifacts or ${ARTIFACTS_ENV})")
+        shipped = shipped_models(self.root)
+        served = runnable(shipped)
+        if not served:
+            raise ArtifactError(f"no ONNX models in {self.root}; export one with `export-gan RUN_DIR --format onnx`")
+        self.models = {entry.name: GanModel(entry.manifest, device) for entry in served}
+        self.default = best_model(served)[0].name
+        # Folders with a manifest that cannot be served, and why (the classifier is not a GAN: not listed).
+        self.skipped = {entry.name: entry.problem or f"a {entry.manifest.graph_format} export (the demo runs ONNX)"
+                        for entry in shipped if entry.name not in self.models and entry.name != CLASSIFIER_FOLDER}
+        self.classifier, self.classifier_note = self._load_classifier()
+        self._grids: dict[str, np.ndarray] = {}
+
+    def _load_classifier(self) -> tuple[DigitClassifier | None, str | None]:
+        folder = self.root / CLASSIFIER_FOLDER
+        if not folder.is_dir():
+            return None, (f"No digit reading: the project's MNIST classifier is not shipped in {folder} "
+                          "(`eval-gan train-classifier` writes it).")
+        try:
+            return DigitClassifier.load(folder), None
+        except ArtifactError as error:
+            return None, f"No digit reading: {error}."
+
+    # ------------------------------------------------------------------ what the models are
+    def model(self, name) -> GanModel:
+        if not isinstance(name, str) or name not in self.models:
+            raise DemoError(f"no model {name!r} here; shipped: {', '.join(self.models)}")
+        return self.models[name]
+
+    def choice_label(self, name: str) -> str:
+        """The dropdown's line: name, variant, prior, best P0 FID."""
+        manifest = self.models[name].manifest
+        fid = manifest.p0_fid()
+        quality = f"P0 FID {fid:.2f}" if fid is not None else "no P0 result"
+        return f"{name} · {manifest.data['variant']}, prior {manifest.data['prior']['kind']} · {quality}"
+
+    def describe(self, name: str) -> str:
+        """Markdown: what the model is and its P0 results."""
+        model = self.models[name]
+        manifest = model.manifest
+        lines = [f"**{name}**: {manifest.summary()}, latent dim {model.latent_dim}, "
+                 f"epochs trained: {manifest.data.get('training', {}).get('epochs_completed', 'not recorded')}."]
+        results = p0_results(manifest)
+        if results:
+            for entry in results:
+                lines.append("P0: " + ", ".join(f"{key} {_format(value)}" for key, value in entry.items()
+                                                 if key != "protocol"))
+        else:
+            lines.append("No P0 result recorded in its manifest.")
+        return "  \n".join(lines)
+
+    def results_table(self) -> tuple[list[str], list[list[str]]]:
+        """(headers, rows): one row per P0 result of each model (one empty row for a model without any)."""
+        metrics: list[str] = []
+        for model in self.models.values():
+            for entry in p0_results(model.manifest):
+                metrics += [key for key in entry if key != "protocol" and key not in metrics]
+        metrics.sort(key=lambda key: (key != "fid", key))  # FID first: the headline number
+        headers = ["model", "variant", "architecture", "prior", "labels", *(f"P0 {key}" for key in metrics)]
+        rows = []
+        for name, model in self.models.items():
+            data = model.manifest.data
+            labels = "digit" if model.conditional else f"K={model.num_components}" if model.num_components else "none"
+            facts = [name, data["variant"], data["architecture"], data["prior"]["kind"], labels]
+            for entry in p0_results(model.manifest) or [{}]:
+                rows.append(facts + [_format(entry[key]) if key in entry else "—" for key in metrics])
+        return headers, rows
+
+    def sample_grid(self, name: str) -> np.ndarray:
+        """A grid image from seed GRID_SEED without DRS: one row per digit (or mixture component)."""
+        if name not in self._grids:
+            model = self.model(name)
+            rows = NUM_DIGITS if model.conditional else model.num_components
+            if rows:
+                # The same seed for every row: the same noise, one row per label.
+                label = "digit" if model.conditional else "component"
+                images = np.concatenate([model.generate(GRID_COLUMNS, seed=GRID_SEED, **{label: row})[0]
+                                         for row in range(rows)])
+            else:
+                rows = GRID_COLUMNS
+                images = model.generate(rows * GRID_COLUMNS, seed=GRID_SEED)[0]
+            self._grids[name] = np.asarray(Image.open(io.BytesIO(grid_png(images, rows=rows))))
+        return self._grids[name]
+
+    def grid_caption(self, name: str) -> str:
+        model = self.model(name)
+        rows = "one row per digit 0-9" if model.conditional else (
+            f"one row per mixture component 0-{model.num_components - 1}" if model.num_components else "10x10")
+        return f"Sample grid of {name}: seed {GRID_SEED}, no DRS, spread 1, {rows}."
+
+    # ------------------------------------------------------------------ requests
+    def generate(self, name, count, digit, rate, seed, spread) -> tuple[np.ndarray, float, str]:
+        """(uint8 images [count, 28, 28], achieved acceptance rate, a sentence about the DRS run)."""
+        model = self.model(name)
+        count = whole_number(count, "the number of samples", 1, MAX_SAMPLES)
+        chosen = digit_choice(digit, model, ANY_DIGIT)
+        rate = drs_rate(rate, allow_off=True)
+        seed = whole_number(seed, "the seed", 0, MAX_SEED)
+        spread = number_in(spread, "the latent spread", *SPREAD_RANGE)
+        bound = min(MAX_PROPOSALS, math.ceil(10 * count / rate)) if rate is not None else None
+        try:
+            images, stats = model.generate(count, seed=seed, digit=chosen, drs_rate=rate, spread=spread,
+                                           max_proposals=bound)
+        except ProposalLimitReached:
+            raise DemoError(f"DRS at a target rate of {rate:g} did not accept {count} images within "
+                            f"{bound:,} proposals; ask for fewer samples or a higher rate") from None
+        if rate is None:
+            return images, 1.0, f"DRS off: all {count} samples kept."
+        return images, stats.acceptance_rate, (
+            f"DRS target {rate * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "
+            f"(achieved {stats.acceptance_rate:.1%}).")
+
+    def score(self, name, image: np.ndarray, digit, rate) -> dict:
+        """Scores of one uint8 [28, 28] image under the model, and the classifier's reading if shipped."""
+        model = self.model(name)
+        chosen = digit_choice(digit, model, BEST_DIGIT)
+        rate = drs_rate(rate, allow_off=False)
+        scores = model.score(image[None], digit=chosen, drs_rate=rate)
+        result = {
+            "model": name,
+            "realness": float(scores.realness[0]),
+            "calibrated_logit": float(scores.logit[0]),
+            "drs_target_rate": rate,
+            "drs_acceptance_probability": float(scores.acceptance[0]),
+            "scored_as_digit": None if scores.digit is None else int(scores.digit[0]),
+            "classifier_digit": None,
+            "classifier_probability": None,
+        }
+        if self.classifier is not None:
+            reading = self.classifier.read(image[None])
+            digit_read = int(reading.digits[0])
+            result["classifier_digit"] = digit_read
+            result["classifier_probability"] = float(reading.probabilities[0, digit_read])
+        return result

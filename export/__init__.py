@@ -1,0 +1,1 @@
+"""Export: a trained run -> self-contained ONNX / TorchScript graphs, a DRS calibration and a manifest."""

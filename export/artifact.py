@@ -1,0 +1,72 @@
+"""A trained run -> an artifact folder (graphs + manifest.json), written all at once or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from runtime.manifest import MANIFEST_NAME, sha256_hex
+from training.data import load_holdout_set
+from training.run import load_trained
+
+from .drs import MIN_BURN_IN, calibrate
+from .graphs import SERIALISERS, DrsHead, build_graphs, freeze_
+from .manifest import ExportError, graph_metadata, manifest_facts
+
+
+def check_output_folder(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder")
+
+
+def export_run(run_dir: Path, graph_format: str, out: Path, data_root: Path, burn_in: int = MIN_BURN_IN,
+               seed: int = 0, evaluation: list[dict] | None = None, force: bool = False) -> dict:
+    """Calibrate DRS on the run's held-out images, export both graphs, write `out`; returns the manifest."""
+    out = Path(out)
+    check_output_folder(out, force)
+    trained = load_trained(run_dir)
+    if trained.cfg.holdout == 0:
+        raise ExportError(f"run {run_dir} held out no training images (holdout 0); DRS calibration needs them")
+    generator, critic = freeze_(trained.generator), freeze_(trained.critic)
+    real_images, real_labels = load_holdout_set(data_root, trained.cfg.holdout)
+    calibration = calibrate(generator, critic, real_images, real_labels, trained.cfg.latent_dim, burn_in, seed)
+
+    facts = manifest_facts(trained, calibration, graph_format, evaluation or [])
+    head = DrsHead(calibration.scale, calibration.bias, calibration.max_logit, calibration.epsilon)
+    serialise = SERIALISERS[graph_format]
+    files = {
+        facts["graphs"][role]["file"]: serialise(graph, role, trained.cfg.latent_dim, graph_metadata(facts))
+        for role, graph in build_graphs(generator, critic, head).items()
+    }
+    manifest = {**facts, "sha256": {name: sha256_hex(data) for name, data in files.items()}}
+    write_artifact(out, files, manifest, force)
+    return manifest
+
+
+def write_artifact(out: Path, files: dict[str, bytes], manifest: dict, force: bool) -> None:
+    """Build the folder beside `out` and rename it into place, so `out` is never half-written."""
+    check_output_folder(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; an artifact folder is for everyone to read
+    try:
+        for name, data in {**files, MANIFEST_NAME: (json.dumps(manifest, indent=2) + "\n").encode()}.items():
+            with open(staging / name, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        if out.exists():  # --force: swap the old folder out, then delete it
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, retired / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

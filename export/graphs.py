@@ -1,0 +1,123 @@
+"""The exported graphs (contract in runtime/manifest.py) and their ONNX / TorchScript serialisation.
+
+The generator graph bakes in the prior (mixture means and sigmas, per-digit a_i / b_i), the
+generator, the frozen critic and the DRS head; the critic graph is the frozen critic and the
+same head, for scoring external images. Both take a batch of any size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import onnx
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from runtime.drs import EPSILON
+from runtime.manifest import GRAPH_IO
+from training.models import IMAGE_SHAPE, GeneratorBundle, converge_spectral_norms
+
+OPSET = 18  # onnxruntime >= 1.17 (the runtime's floor in pyproject.toml) runs opset 18 to 20
+_EXAMPLE_BATCH = 2
+
+
+class DrsHead(nn.Module):
+    """Raw critic score -> (calibrated logit D~ = scale * s + bias, F with the stored D~_M)."""
+
+    def __init__(self, scale: float, bias: float, max_logit: float, epsilon: float = EPSILON):
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+        self.register_buffer("bias", torch.tensor(bias, dtype=torch.float32))
+        self.register_buffer("max_logit", torch.tensor(max_logit, dtype=torch.float64))
+        self.register_buffer("epsilon", torch.tensor(epsilon, dtype=torch.float64))
+
+    def forward(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = scores * self.scale + self.bias
+        # float64: 1 - exp(gap - eps) is ~1e-6 near the maximum, below float32's resolution of 1.
+        gap = torch.clamp(logit.double() - self.max_logit, max=0.0)
+        f = gap - torch.log(-torch.expm1(gap - self.epsilon))
+        return logit, f.float()
+
+
+class GeneratorGraph(nn.Module):
+    """(eps, label) -> (image in [0, 1], D~, F)."""
+
+    def __init__(self, generator: GeneratorBundle, critic: nn.Module, head: DrsHead):
+        super().__init__()
+        self.generator, self.critic, self.head = generator, critic, head
+
+    def forward(self, eps: torch.Tensor, label: torch.Tensor):
+        image = self.generator(eps, label)
+        logit, f = self.head(self.critic(image, label))
+        return (image + 1) / 2, logit, f
+
+
+class CriticGraph(nn.Module):
+    """(image in [0, 1], label) -> (D~, F)."""
+
+    def __init__(self, critic: nn.Module, head: DrsHead):
+        super().__init__()
+        self.critic, self.head = critic, head
+
+    def forward(self, image: torch.Tensor, label: torch.Tensor):
+        return self.head(self.critic(image * 2 - 1, label))
+
+
+def freeze_(module: nn.Module) -> nn.Module:
+    """In place: eval mode, no gradients, spectral norms converged and folded into plain weights.
+
+    In place because parametrized copies share their class with the original, and removing a
+    parametrization from a deepcopy would break the original.
+    """
+    if any(parametrize.is_parametrized(m) for m in module.modules()):
+        converge_spectral_norms(module)
+        for layer in module.modules():
+            if parametrize.is_parametrized(layer, "weight"):
+                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+    return module.eval().requires_grad_(False)
+
+
+def build_graphs(generator: GeneratorBundle, critic: nn.Module, head: DrsHead) -> dict[str, nn.Module]:
+    """role -> graph module; `generator` and `critic` must be frozen (see `freeze_`)."""
+    return {"generator": GeneratorGraph(generator, critic, head).eval(),
+            "critic": CriticGraph(critic, head).eval()}
+
+
+def example_inputs(role: str, latent_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    labels = torch.zeros(_EXAMPLE_BATCH, dtype=torch.long)
+    first = torch.zeros(_EXAMPLE_BATCH, latent_dim) if role == "generator" else torch.zeros(_EXAMPLE_BATCH, *IMAGE_SHAPE)
+    return first, labels
+
+
+def onnx_bytes(graph: nn.Module, role: str, latent_dim: int, metadata: dict[str, str]) -> bytes:
+    """ONNX via the torch.export-based exporter (it keeps inputs a graph ignores, like an unused label)."""
+    inputs, outputs = GRAPH_IO[role]
+    batch = torch.export.Dim("batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on axis naming and deprecations
+        program = torch.onnx.export(
+            graph, example_inputs(role, latent_dim), dynamo=True, verbose=False, opset_version=OPSET,
+            input_names=list(inputs), output_names=list(outputs), external_data=False,
+            dynamic_shapes={name: {0: batch} for name in inputs},
+        )
+    model = program.model_proto
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def torchscript_bytes(graph: nn.Module, role: str, latent_dim: int, metadata: dict[str, str]) -> bytes:
+    """A traced TorchScript module with the same inputs and outputs; metadata in metadata.json inside."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+        traced = torch.jit.trace(graph, example_inputs(role, latent_dim), check_trace=False)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={"metadata.json": json.dumps(metadata)})
+    return buffer.getvalue()
+
+
+SERIALISERS = {"onnx": onnx_bytes, "torchscript": torchscript_bytes}

@@ -1,0 +1,110 @@
+"""The manifest of an exported model: what it is, how DRS was calibrated, how it scored, what made it.
+
+The same facts go into manifest.json and into every graph (ONNX metadata_props, or metadata.json
+inside a TorchScript file), each top-level key as a JSON string; manifest.json adds the sha256
+of every graph, which a graph cannot hold about itself.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+
+import onnx
+import torch
+
+from runtime.manifest import ARTIFACT_KIND, FORMAT_VERSION, GRAPH_EXTENSIONS, P0_PROTOCOL
+from training.run import TrainedRun
+
+from .drs import Calibration
+from .graphs import OPSET
+
+
+class ExportError(Exception):
+    """Bad export input (existing output, no held-out images, bad evaluation file); one-line message."""
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _label_meaning(trained: TrainedRun) -> str:
+    prior = trained.generator.prior
+    if prior.labels_are_digits:
+        return "digit 0..9"
+    if prior.num_labels:
+        return f"mixture component 0..{prior.num_labels - 1}"
+    return "ignored (any int64)"
+
+
+def graph_descriptions(trained: TrainedRun, graph_format: str) -> dict:
+    label = f"int64 [N]: {_label_meaning(trained)}"
+    calibrated = "float32 [N]: calibrated DRS logit D~(x) (sigmoid = probability of a real digit)"
+    f = "float32 [N]: DRS F(x) with the stored D~_M; accept with probability sigmoid(F - gamma)"
+    ext = GRAPH_EXTENSIONS[graph_format]
+    return {
+        "generator": {
+            "file": f"generator{ext}",
+            "inputs": {"eps": f"float32 [N, {trained.cfg.latent_dim}]: standard normal noise", "label": label},
+            "outputs": {"image": "float32 [N, 1, 28, 28] in [0, 1]", "logit": calibrated, "F": f},
+        },
+        "critic": {
+            "file": f"critic{ext}",
+            "inputs": {"image": "float32 [N, 1, 28, 28] in [0, 1]", "label": label},
+            "outputs": {"logit": calibrated, "F": f},
+        },
+    }
+
+
+def manifest_facts(trained: TrainedRun, calibration: Calibration, graph_format: str, evaluation: list[dict]) -> dict:
+    """Everything manifest.json says except the graphs' sha256."""
+    cfg, prior = trained.cfg, trained.generator.prior
+    producers = {"torch": torch.__version__, "mnist-latent-gan": _version("mnist-latent-gan")}
+    if graph_format == "onnx":
+        producers.update({"onnx": onnx.__version__, "onnxscript": _version("onnxscript")})
+    return {
+        "artifact": ARTIFACT_KIND,
+        "format_version": FORMAT_VERSION,
+        "variant": cfg.variant,
+        "architecture": cfg.arch,
+        "graph_format": graph_format,
+        "latent_dim": cfg.latent_dim,
+        "conditional": bool(prior.labels_are_digits),
+        "prior": {
+            "kind": prior.kind,
+            "num_labels": prior.num_labels,
+            "label_weights": [round(w, 9) for w in prior.label_weights().tolist()] if prior.num_labels else [],
+            "label": _label_meaning(trained),
+        },
+        "graphs": graph_descriptions(trained, graph_format),
+        "drs": {"head": "logit = scale * raw critic score + bias (BCE fit, frozen critic)", **calibration.to_manifest()},
+        "evaluation": evaluation,
+        "opset": OPSET if graph_format == "onnx" else None,
+        "producers": producers,
+        "training": {"config": cfg.to_dict(), "epochs_completed": trained.epoch, "run_dir": str(trained.run_dir)},
+    }
+
+
+def graph_metadata(facts: dict) -> dict[str, str]:
+    return {key: json.dumps(value) for key, value in facts.items()}
+
+
+def read_evaluation(path: Path) -> list[dict]:
+    """Evaluation results for the manifest: a JSON object or list of objects, each naming its protocol."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise ExportError(f"cannot read evaluation file {path} ({error.strerror})") from None
+    except ValueError:
+        raise ExportError(f"evaluation file {path} is not valid JSON") from None
+    entries = data if isinstance(data, list) else [data]
+    for entry in entries:
+        if not (isinstance(entry, dict) and isinstance(entry.get("protocol"), str)):
+            raise ExportError(f"evaluation file {path}: every result must be an object with a \"protocol\"")
+        if entry["protocol"] == P0_PROTOCOL and not isinstance(entry.get("fid"), (int, float)):
+            raise ExportError(f"evaluation file {path}: a {P0_PROTOCOL} result needs a numeric \"fid\"")
+    return entries

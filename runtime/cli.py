@@ -1,0 +1,200 @@
+"""`gan-runtime`: generate and score MNIST digits with exported models (onnxruntime + numpy, no torch)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+from PIL import Image, UnidentifiedImageError
+
+from .clitools import UserError, run_app
+from .fsutil import atomic_write_bytes
+from .images import grid_png, png_bytes
+from .manifest import ArtifactError, read_manifest
+from .model import DEFAULT_BATCH_SIZE, GanModel, InvalidRequest
+from .registry import ARTIFACTS_ENV, artifacts_root, best_model, locate, runnable, shipped_models
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+MODEL_HELP = f"model name under artifacts/ (${ARTIFACTS_ENV}) or a model folder; default: the best shipped"
+
+
+def _open_model(model: Optional[str], device: Device) -> GanModel:
+    folder, note = locate(model)
+    if note:
+        typer.echo(f"gan-runtime: note: {note}", err=True)
+    return GanModel(read_manifest(folder), device.value)
+
+
+def _require_digit_support(model: GanModel, digit: Optional[int]) -> None:
+    if digit is not None and not model.conditional:
+        takers = [m.name for m in runnable(shipped_models()) if m.manifest.conditional]
+        raise UserError(f"model {model.name} is unconditional ({model.manifest.summary()}): it takes no --digit; "
+                        f"models that take --digit: {', '.join(takers) if takers else f'none in {artifacts_root()}'}")
+
+
+def _check_output_file(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise UserError(f"output folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a file")
+
+
+def _write_png_folder(folder: Path, images: np.ndarray) -> None:
+    """One PNG per image, NNNNN.png, into a new (or empty) folder; staged beside it, then renamed
+    into place, so a failure leaves no partial set behind."""
+    width = max(5, len(str(len(images) - 1)))
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        for index, image in enumerate(images):
+            (staging / f"{index:0{width}d}.png").write_bytes(png_bytes(image))
+        staging.chmod(0o755)  # mkdtemp makes it private
+        if folder.exists():
+            folder.rmdir()  # empty, checked before generating
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@app.command(help="Generate digits: a grid PNG (default grid.png), one PNG per image, or a .npy array.")
+def sample(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP, show_default=False),
+    digit: Optional[int] = typer.Option(None, "--digit", "-d", help="digit 0..9 (conditional models)",
+                                        show_default=False),
+    n: int = typer.Option(100, "--n", "-n", help="number of images"),
+    drs: Optional[float] = typer.Option(None, "--drs", help="discriminator rejection sampling: target acceptance "
+                                        "rate in (0, 1], e.g. 0.2", show_default=False),
+    seed: int = typer.Option(0, "--seed", "-s", help="noise seed (same seed, same images)"),
+    spread: float = typer.Option(1.0, "--spread", help="noise scale: < 1 typical digits, > 1 more varied ones"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="grid PNG [grid.png]", show_default=False),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="folder for one PNG per image", show_default=False),
+    npy: Optional[Path] = typer.Option(None, "--npy", help="uint8 array [N, 28, 28] (.npy)", show_default=False),
+    device: Device = typer.Option(Device.auto, "--device", help="onnxruntime provider: CUDA when available"),
+    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="images per graph run (DRS proposal round)"),
+    max_proposals: Optional[int] = typer.Option(None, "--max-proposals", show_default=False,
+                                                help="DRS gives up past this many proposals [10 x N / RATE]"),
+) -> None:
+    chosen = [flag for flag, value in (("--out", out), ("--out-dir", out_dir), ("--npy", npy)) if value is not None]
+    if len(chosen) > 1:
+        raise UserError(f"choose one output: {' or '.join(chosen)}")
+    if out_dir is not None:
+        if not out_dir.parent.is_dir():
+            raise UserError(f"output folder {out_dir.parent} does not exist")
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise UserError(f"{out_dir} exists and is not an empty folder; choose a new one "
+                            "(mixing two runs' images would corrupt the set)")
+    else:
+        out = Path("grid.png") if out is None and npy is None else out
+        _check_output_file(out if out is not None else npy)
+    if n < 1:
+        raise UserError(f"--n must be >= 1, got {n}")
+    if drs is not None and not 0 < drs <= 1:
+        raise UserError(f"--drs must be a target acceptance rate in (0, 1], got {drs}")
+    if digit is not None and not 0 <= digit <= 9:
+        raise UserError(f"--digit must be in 0..9, got {digit}")
+
+    gan = _open_model(model, device)
+    _require_digit_support(gan, digit)
+    images, stats = gan.generate(n, seed=seed, digit=digit, drs_rate=drs, spread=spread, batch_size=batch_size,
+                                 max_proposals=max_proposals)
+    if out_dir is not None:
+        _write_png_folder(out_dir, images)
+        target = f"{out_dir}/ ({n} PNGs)"
+    elif npy is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, images)
+        atomic_write_bytes(npy, buffer.getbuffer())  # a view: no second copy of the array
+        target = str(npy)
+    else:
+        atomic_write_bytes(out, grid_png(images, rows=max(1, math.isqrt(n))))
+        target = str(out)
+    what = f"digit {digit}" if digit is not None else "digits drawn uniformly" if gan.conditional else "unconditional"
+    typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed})")
+    if drs is not None:
+        typer.echo(f"DRS target {drs * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "
+                   f"(achieved {stats.acceptance_rate:.1%})")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            grey = np.asarray(image.convert("L"))
+    except FileNotFoundError:
+        raise UserError(f"image {path} does not exist") from None
+    except (OSError, UnidentifiedImageError):
+        raise UserError(f"{path} is not an image Pillow can read") from None
+    if grey.shape != (28, 28):
+        raise UserError(f"{path} is {grey.shape[1]}x{grey.shape[0]}; the models score 28x28 greyscale digits")
+    return grey
+
+
+@app.command(help="Calibrated realness (probability of a real MNIST digit) and DRS acceptance per image.")
+def score(
+    images: List[Path] = typer.Argument(..., help="28x28 greyscale images (white digit on black, as MNIST)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP, show_default=False),
+    digit: Optional[int] = typer.Option(None, "--digit", "-d", show_default=False,
+                                        help="score as this digit (conditional models); default: the best digit"),
+    drs: float = typer.Option(0.2, "--drs", help="DRS target rate for the acceptance probability"),
+    device: Device = typer.Option(Device.auto, "--device", help="onnxruntime provider"),
+) -> None:
+    if not 0 < drs <= 1:
+        raise UserError(f"--drs must be a target acceptance rate in (0, 1], got {drs}")
+    if digit is not None and not 0 <= digit <= 9:
+        raise UserError(f"--digit must be in 0..9, got {digit}")
+    pixels = np.stack([_read_image(path) for path in images])
+    gan = _open_model(model, device)
+    _require_digit_support(gan, digit)
+    scores = gan.score(pixels, digit=digit, drs_rate=drs)
+    width = max(len(str(path)) for path in images)
+    typer.echo(f"{'image':<{width}}  digit  realness    logit  accept@{drs:g}")
+    for index, path in enumerate(images):
+        shown = "-" if scores.digit is None else str(scores.digit[index])
+        typer.echo(f"{str(path):<{width}}  {shown:>5}  {scores.realness[index]:8.4f}  {scores.logit[index]:7.3f}  "
+                   f"{scores.acceptance[index]:.4f}")
+
+
+@app.command(name="list", help="The shipped models (* = the default).")
+def list_models() -> None:
+    models = shipped_models()
+    if not models:
+        typer.echo(f"no models in {artifacts_root()} (export one with `export-gan RUN_DIR`)")
+        return
+    default = best_model(models)[0].name if runnable(models) else None
+    width = max(len(m.name) for m in models)
+    for entry in models:
+        mark = "*" if entry.name == default else " "
+        if entry.manifest is None:
+            typer.echo(f"{mark} {entry.name:<{width}}  unreadable: {entry.problem}")
+            continue
+        fid = entry.manifest.p0_fid()
+        quality = f"P0 FID {fid:.2f}" if fid is not None else "no P0 FID"
+        typer.echo(f"{mark} {entry.name:<{width}}  {entry.manifest.summary()}, {entry.manifest.graph_format}, {quality}")
+
+
+@app.command(help="A model's manifest (JSON), after checking its graphs against their sha256.")
+def info(model: Optional[str] = typer.Argument(None, help=MODEL_HELP, show_default=False)) -> None:
+    folder, _ = locate(model)
+    manifest = read_manifest(folder)
+    manifest.verify()
+    typer.echo(json.dumps({"name": manifest.name, "folder": str(folder), **manifest.data}, indent=2))
+
+
+def main() -> None:
+    run_app(app, "gan-runtime", user_errors=(ArtifactError, InvalidRequest))

@@ -1,0 +1,152 @@
+"""An exported model folder: `manifest.json` beside its graphs, and the graphs' contract.
+
+    artifacts/NAME/
+      generator.onnx   eps float32 [N, latent_dim], label int64 [N] -> image [N, 1, 28, 28] in [0, 1],
+                       logit [N] (calibrated D~), F [N] (DRS, with the stored D~_M)
+      critic.onnx      image float32 [N, 1, 28, 28] in [0, 1], label int64 [N] -> logit [N], F [N]
+      manifest.json    what the model is, its DRS calibration, evaluations, sha256 of every graph
+
+(`.pt` TorchScript files carry the same contract.) Export writes this layout and the runtime reads
+it; both take the names below from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.json"
+# artifacts/ also holds other exports (the evaluation's MNIST classifier); ours say "artifact": "gan".
+ARTIFACT_KIND = "gan"
+FORMAT_VERSION = 1
+GRAPH_EXTENSIONS = {"onnx": ".onnx", "torchscript": ".pt"}
+GRAPH_IO = {
+    "generator": (("eps", "label"), ("image", "logit", "F")),
+    "critic": (("image", "label"), ("logit", "F")),
+}
+P0_PROTOCOL = "p0"
+
+
+class ArtifactError(Exception):
+    """A model folder that cannot be used: missing, unreadable, tampered with; one-line message."""
+
+
+class NotAGanExport(ArtifactError):
+    """A folder whose manifest belongs to another kind of artifact."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class DrsCalibration:
+    max_logit: float  # D~_M over the burn-in sample
+    epsilon: float
+    rates: list[float]
+    gamma: list[float]  # gamma per rate, over all labels
+    gamma_by_digit: list[list[float]] | None  # conditional models: one table per digit
+
+
+@dataclass(frozen=True)
+class Manifest:
+    folder: Path
+    data: dict  # the whole manifest.json, as written by export
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def graph_format(self) -> str:
+        return self.data["graph_format"]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.data["latent_dim"]
+
+    @property
+    def conditional(self) -> bool:
+        """True when the label is a digit the user chooses (class-conditional models)."""
+        return self.data["conditional"]
+
+    @property
+    def num_labels(self) -> int:
+        """0 without labels, K for mixture priors, 10 for digit-indexed priors."""
+        return self.data["prior"]["num_labels"]
+
+    @property
+    def label_weights(self) -> list[float]:
+        return self.data["prior"]["label_weights"]
+
+    @property
+    def drs(self) -> DrsCalibration:
+        drs = self.data["drs"]
+        return DrsCalibration(drs["max_logit"], drs["epsilon"], drs["rates"], drs["gamma"], drs.get("gamma_by_digit"))
+
+    def graph_file(self, role: str) -> str:
+        return self.data["graphs"][role]["file"]
+
+    def p0_fid(self) -> float | None:
+        """The lowest FID recorded under protocol P0, if any."""
+        fids = [entry["fid"] for entry in self.data.get("evaluation", [])
+                if entry.get("protocol") == P0_PROTOCOL and isinstance(entry.get("fid"), (int, float))]
+        return min(fids) if fids else None
+
+    def summary(self) -> str:
+        prior = self.data["prior"]
+        labels = "conditional (digit)" if self.conditional else (
+            f"mixture K={prior['num_labels']}" if prior["num_labels"] else "unconditional")
+        return f"{self.data['variant']}, {self.data['architecture']}, prior {prior['kind']}, {labels}"
+
+    def read_graph(self, role: str) -> bytes:
+        """The graph's bytes, after checking them against the manifest's sha256."""
+        name = self.graph_file(role)
+        path = self.folder / name
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ArtifactError(f"model {self.name}: cannot read {path} ({error.strerror})") from None
+        expected = self.data["sha256"].get(name)
+        if sha256_hex(data) != expected:
+            raise ArtifactError(f"model {self.name}: {name} does not match the sha256 in its manifest "
+                                "(modified or truncated); re-export it with export-gan")
+        return data
+
+    def verify(self) -> None:
+        for role in GRAPH_IO:
+            self.read_graph(role)
+
+
+_REQUIRED = {
+    "format_version": int, "variant": str, "architecture": str, "graph_format": str, "latent_dim": int,
+    "conditional": bool, "prior": dict, "graphs": dict, "sha256": dict, "drs": dict, "evaluation": list,
+}
+
+
+def read_manifest(folder: Path) -> Manifest:
+    folder = Path(folder)
+    path = folder / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise ArtifactError(f"{folder} is not a model folder: cannot read {MANIFEST_NAME} ({error.strerror})") from None
+    except ValueError:
+        raise ArtifactError(f"{path} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} is not a manifest (expected a JSON object)")
+    if data.get("artifact") != ARTIFACT_KIND:
+        raise NotAGanExport(f"{folder} is not a GAN export (its manifest lacks \"artifact\": \"{ARTIFACT_KIND}\")")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(data.get(key), kind):
+            raise ArtifactError(f"{path} lacks {key!r} or it is not a {kind.__name__}")
+    if data["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(f"{path} has format_version {data['format_version']}; this runtime reads {FORMAT_VERSION}")
+    if data["graph_format"] not in GRAPH_EXTENSIONS:
+        raise ArtifactError(f"{path} names an unknown graph_format {data['graph_format']!r}")
+    for role in GRAPH_IO:
+        if not isinstance(data["graphs"].get(role), dict) or "file" not in data["graphs"][role]:
+            raise ArtifactError(f"{path} lists no {role} graph")
+    return Manifest(folder, data)

@@ -1,0 +1,175 @@
+"""`eval-gan` from the outside and evaluation during training, on tiny runs under the proxy protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.config import ConfigError, resolve
+from training.evaluate_cli import main
+from training.trainer import Trainer, train
+
+from .conftest import DATA_ROOT, REPO, tiny_overrides
+
+PROXY_KEYS = ("proxy/fid", "proxy/precision_k3", "proxy/recall_k3", "proxy/precision_k5", "proxy/recall_k5",
+              "proxy/density_k5", "proxy/coverage_k5", "proxy/digits_covered", "proxy/kl_from_uniform")
+
+
+def run_eval_process(*args):
+    """The console entry point in its own process."""
+    return subprocess.run(
+        [sys.executable, "-c", "from training.evaluate_cli import main; main()", *map(str, args)],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)}, timeout=300)
+
+
+@pytest.fixture
+def run_eval(monkeypatch, capsys):
+    """The same entry point in this process (importing torch per call would dominate the test time)."""
+    monkeypatch.setenv("GAN_DATA_ROOT", str(DATA_ROOT))
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["eval-gan", *map(str, args)])
+        with pytest.raises(SystemExit) as stopped:
+            main()
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, stopped.value.code, captured.out, captured.err)
+
+    return run
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eval-gan: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_root):
+    """Tiny trained runs: conditional (wgan_gp_cond), static mixture (gmgan_static), plain (vanilla)."""
+    folder = tmp_path_factory.mktemp("runs")
+    trained = {}
+    for variant, epochs in (("wgan_gp_cond", 2), ("gmgan_static", 1), ("vanilla", 1)):
+        cfg = resolve(variant, tiny_overrides(epochs=epochs))
+        run_dir = folder / variant
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))  # as train-gan writes it
+        train(Trainer(cfg, run_dir, data_root, quiet=True))
+        trained[variant] = run_dir
+    return trained
+
+
+def test_training_evaluates_into_metrics_jsonl_and_plots(runs):
+    records = [json.loads(line) for line in (runs["wgan_gp_cond"] / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:
+        assert all(isinstance(record[key], float | int) for key in PROXY_KEYS), record
+        assert 0 <= record["proxy/label_accuracy"] <= 1 and len(record["proxy/class_histogram"]) == 10
+    assert (runs["wgan_gp_cond"] / "plots" / "metrics.png").stat().st_size > 0
+    assert "proxy/label_accuracy" not in (runs["vanilla"] / "metrics.jsonl").read_text()  # unconditional
+
+
+def test_evaluation_can_be_turned_off_and_eval_samples_is_validated(tmp_path, data_root):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record = train(Trainer(resolve("vanilla", tiny_overrides(eval_protocol="none")), run_dir, data_root, quiet=True))
+    assert not any(key.startswith("proxy/") for key in record) and not (run_dir / "plots" / "metrics.png").exists()
+    with pytest.raises(ConfigError, match="eval_samples must be >= 6"):
+        resolve("vanilla", {"eval_samples": 5})
+    with pytest.raises(ConfigError, match="eval_protocol must be one of p0, proxy, none"):
+        resolve("vanilla", {"eval_protocol": "fid"})
+
+
+def test_score_a_run_writes_json_and_markdown_with_protocol_samples_and_seed(runs, tmp_path):
+    out_json, out_md = tmp_path / "score.json", tmp_path / "score.md"
+    result = run_eval_process("score", runs["wgan_gp_cond"], "--protocol", "proxy", "--n", 300, "--seed", 3,
+                      "--class-sampling", "mnist", "--json", out_json, "--markdown", out_md, "--quiet")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out_json.read_text())
+    record = document["records"][0]
+    assert (document["study"], record["protocol"], record["samples"], record["seed"], record["class_sampling"]) == \
+        ("score", "proxy", 300, 3, "mnist")
+    assert set(PROXY_KEYS) <= set(record["metrics"]) and all(key.startswith("proxy/") for key in record["metrics"])
+    assert out_md.read_text() == result.stdout
+    assert "Protocol **proxy**" in result.stdout and "| 300 | 3 | mnist |" in result.stdout
+
+
+def test_score_a_png_folder_and_the_floor_printed_beside_later_tables(run_eval, tmp_path, data_root):
+    floor = run_eval("floor", "--protocol", "proxy", "--quiet")  # MNIST train 10k vs test 10k
+    assert floor.returncode == 0, floor.stderr
+    assert "| MNIST train (10,000 random images, seed 0) | 10000 | 0 |" in floor.stdout
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    from training.data import load_mnist_uint8
+
+    for index, image in enumerate(load_mnist_uint8(data_root, train=True)[0].numpy()[:200]):
+        Image.fromarray(image).save(folder / f"{index}.png")
+    result = run_eval("score", folder, "--protocol", "proxy", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "| 200 | – | – |" in result.stdout  # a folder has no seed and no class sampling
+    assert "Real-vs-real floor (proxy, MNIST train (10,000 random images, seed 0) vs MNIST test" in result.stdout
+    real_fid = float(result.stdout.split("| – | – | ")[1].split(" |")[0])
+    assert real_fid < 50  # real digits are close to the reference in the classifier's features
+
+
+def test_class_sampling_study(run_eval, runs, tmp_path):
+    out_json = tmp_path / "classes.json"
+    result = run_eval("class-sampling", runs["wgan_gp_cond"], "--protocol", "proxy", "--n", 200, "--json", out_json,
+                      "--quiet")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(out_json.read_text())["records"]
+    assert [r["class_sampling"] for r in records] == ["uniform", "mnist"]
+    assert all("proxy/digit_accuracy" in r["metrics"] for r in records)
+    assert_one_line_error(run_eval("class-sampling", runs["vanilla"], "--protocol", "proxy"), "draws no digits")
+
+
+def test_sigma_sweep_table_and_figure(run_eval, runs, tmp_path):
+    figure = tmp_path / "sweep.png"
+    result = run_eval("sigma-sweep", runs["gmgan_static"], "--sigmas", "0.15,1.0,3", "--protocol", "proxy",
+                      "--n", 200, "--figure", figure, "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[0] for row in rows] == ["| 0.15", "| 1.0", "| 3.0"]
+    assert Image.open(figure).size[0] > 500
+    assert_one_line_error(run_eval("sigma-sweep", runs["vanilla"], "--protocol", "proxy"),
+                          "needs a Gaussian-mixture prior")
+    assert_one_line_error(run_eval("sigma-sweep", runs["gmgan_static"], "--sigmas", "0.1,x"), "--sigmas")
+
+
+def test_bad_input_is_one_line_and_exit_2(run_eval, runs, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "big").mkdir()
+    Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(tmp_path / "big" / "a.png")
+    out_json = tmp_path / "never.json"
+    cases = [
+        (["score", tmp_path / "empty", "--json", out_json], ["holds no .png images"]),
+        (["score", tmp_path / "big", "--protocol", "proxy", "--json", out_json], ["is 32x32", "28x28"]),
+        (["score", runs["vanilla"], "--protocol", "proxy", "--n", 3, "--json", out_json], ["has 3 samples", "k=5"]),
+        (["score", runs["vanilla"], "--protocol", "proxy", "--class-sampling", "mnist"], ["conditional models only"]),
+        (["score", tmp_path / "missing"], ["does not exist"]),
+        (["score", runs["vanilla"], "--protocol", "fid50k"], ["unknown protocol 'fid50k'"]),
+        (["score", runs["vanilla"], "--n", 0], ["--n"]),
+    ]
+    for args, fragments in cases:
+        assert_one_line_error(run_eval(*args), *fragments)
+    assert not out_json.exists()  # no half-written report
+
+
+def test_score_an_exported_artifact(run_eval, runs, tmp_path):
+    from export.artifact import export_run
+
+    artifact = tmp_path / "artifact"
+    export_run(runs["wgan_gp_cond"], "onnx", artifact, DATA_ROOT, burn_in=500)
+    out_json = tmp_path / "artifact.json"
+    result = run_eval("score", artifact, "--protocol", "proxy", "--n", 200, "--json", out_json, "--quiet")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out_json.read_text())["records"][0]
+    assert (record["source"], record["samples"], record["class_sampling"]) == (str(artifact), 200, "uniform")
+    assert 0 <= record["metrics"]["proxy/label_accuracy"] <= 1

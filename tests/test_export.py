@@ -1,0 +1,285 @@
+"""Export: graph parity with PyTorch for every preset, DRS calibration, manifests, `export-gan`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from export.artifact import export_run
+from export.drs import fit_logistic_head
+from export.graphs import SERIALISERS, DrsHead, build_graphs, freeze_
+from export.manifest import ExportError
+from runtime.drs import EPSILON, RATE_GRID, drs_f, interpolate_gamma, sigmoid, solve_gamma
+from runtime.manifest import GRAPH_IO, sha256_hex
+from training.config import resolve
+from training.models import build_models
+from training.objectives import CONSTRAINTS
+from training.presets import PRESETS
+from training.priors import build_prior
+from training.trainer import Trainer, train
+
+from .conftest import DATA_ROOT, REPO, tiny_overrides
+
+CONV = dict(arch="conv", conv_width=8)
+# Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm and conditioning.
+PARITY_CASES = [(variant, {}) for variant in PRESETS] + [("wgan_sn", CONV), ("wgan_gp_gmm_cond", CONV)]
+# The generator graph runs the critic too; the critic graph alone is checked once per kind of critic
+# (plain, conditional, spectral-norm conv, conditional conv), since an ONNX export takes seconds.
+CRITIC_PARITY = {("vanilla", "mlp"), ("wgan_gp_cond", "mlp"), ("wgan_sn", "conv"), ("wgan_gp_gmm_cond", "conv")}
+HEAD = dict(scale=1.7, bias=-0.3, max_logit=10.0)
+
+
+@contextlib.contextmanager
+def single_torch_thread():
+    """Tiny models run faster on one thread: OpenMP hand-offs cost more than their small ops,
+    and far more when the two cores are shared with other work."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    with single_torch_thread():
+        yield
+
+
+def untrained_models(variant: str, **extra):
+    """A seeded, untrained generator bundle and critic (eval mode) for a preset."""
+    cfg = resolve(variant, tiny_overrides(**extra))
+    torch.manual_seed(0)
+    prior = build_prior(cfg.prior, cfg.latent_dim, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
+    generator, critic = build_models(cfg, prior, CONSTRAINTS[cfg.lipschitz](cfg).spectral_norm)
+    return cfg, generator.eval(), critic.eval()
+
+
+def train_tiny_run(tmp_path, variant: str, **extra):
+    """A real run folder: one epoch on 256 MNIST images (no metrics: export does not need them)."""
+    cfg = resolve(variant, tiny_overrides(eval_protocol="none", **extra))
+    run_dir = tmp_path / variant
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))
+    train(Trainer(cfg, run_dir, DATA_ROOT, quiet=True))
+    return run_dir
+
+
+def graph_runner(graph_format: str, data: bytes):
+    """A callable (first input, label) -> tuple of numpy outputs for serialised graph bytes."""
+    if graph_format == "onnx":
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        return lambda x, labels: session.run(None, {names[0]: x, names[1]: labels})
+    module = torch.jit.load(io.BytesIO(data))  # a file this test just wrote
+    return lambda x, labels: [t.numpy() for t in module(torch.from_numpy(x), torch.from_numpy(labels))]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("variant, extra", PARITY_CASES, ids=[f"{v}-{e.get('arch', 'mlp')}" for v, e in PARITY_CASES])
+def test_exported_graphs_match_pytorch(variant, extra):
+    cfg, generator, critic = untrained_models(variant, **extra)  # spectral norms converged by build_models
+    num_labels = max(generator.prior.num_labels, 1)
+    rng = np.random.default_rng(0)
+    cases = []  # (eps, labels, expected images, expected logits) from the PyTorch modules as trained
+    for batch in (1, 7, 1024):
+        eps = rng.standard_normal((batch, cfg.latent_dim), dtype=np.float32)
+        labels = rng.integers(0, num_labels, batch)
+        with torch.no_grad():
+            images = generator(torch.from_numpy(eps), torch.from_numpy(labels))
+            logits = HEAD["scale"] * critic(images, torch.from_numpy(labels)) + HEAD["bias"]
+        cases.append((eps, labels, ((images + 1) / 2).numpy(), logits.numpy()))
+
+    graphs = build_graphs(freeze_(generator), freeze_(critic), DrsHead(**HEAD))
+    if (variant, cfg.arch) not in CRITIC_PARITY:
+        del graphs["critic"]
+    for graph_format, serialise in SERIALISERS.items():
+        run = {role: graph_runner(graph_format, serialise(graph, role, cfg.latent_dim, {}))
+               for role, graph in graphs.items()}
+        for eps, labels, expected_images, expected_logits in cases:
+            where = (graph_format, len(eps))
+            expected_f = drs_f(expected_logits, HEAD["max_logit"])
+            image, logit, f = run["generator"](eps, labels)
+            assert image.shape == (len(eps), 1, 28, 28) and logit.shape == f.shape == (len(eps),)
+            assert np.abs(image - expected_images).max() <= 1e-5, where
+            assert np.abs(logit - expected_logits).max() <= 1e-5, where
+            assert np.abs(f - expected_f).max() <= 1e-5, where
+            if "critic" in run:
+                critic_logit, critic_f = run["critic"](expected_images, labels)
+                assert np.abs(critic_logit - expected_logits).max() <= 1e-5, where
+                assert np.abs(critic_f - expected_f).max() <= 1e-5, where
+
+
+def test_freezing_folds_spectral_norm_into_plain_weights():
+    _, _, critic = untrained_models("wgan_sn")
+    x, labels = torch.rand(5, 1, 28, 28) * 2 - 1, torch.zeros(5, dtype=torch.long)
+    with torch.no_grad():
+        parametrized = critic.eval()(x, labels)  # build_models converged the norms
+        freeze_(critic)
+        assert torch.allclose(critic(x, labels), parametrized, atol=1e-6)
+    assert not any(hasattr(m, "parametrizations") for m in critic.modules())
+    assert not any(p.requires_grad for p in critic.parameters()) and not critic.training
+    assert torch.linalg.matrix_norm(critic.net[0].weight, 2) == pytest.approx(1.0, abs=1e-3)
+
+
+# ---------------------------------------------------------------------- DRS maths
+def test_logistic_head_recovers_the_bayes_logit():
+    # Real scores ~ N(1, 1), fake ~ N(-1, 1): the true log-odds are exactly 2 s + 0.
+    rng = np.random.default_rng(0)
+    scale, bias, fit = fit_logistic_head(rng.normal(1, 1, 20_000), rng.normal(-1, 1, 20_000))
+    assert scale == pytest.approx(2.0, abs=0.06) and bias == pytest.approx(0.0, abs=0.04)
+    assert fit["accuracy"] == pytest.approx(0.841, abs=0.01)  # Phi(1)
+    assert fit["mean_logit_real"] > 0 > fit["mean_logit_generated"]
+
+
+def test_logistic_head_stays_finite_when_real_and_fake_separate():
+    scale, bias, fit = fit_logistic_head(np.linspace(5, 6, 100), np.linspace(-6, -5, 100))
+    assert np.isfinite([scale, bias]).all() and scale > 0 and fit["accuracy"] == 1.0
+
+
+def test_drs_f_follows_the_formula_and_is_monotone():
+    logits = np.array([-30.0, -3.0, -0.5, 0.0, 0.7])
+    f = drs_f(logits, max_logit=0.0)
+    gap = np.minimum(logits, 0.0)
+    assert np.allclose(f, gap - np.log(1 - np.exp(gap - EPSILON)), rtol=1e-6)
+    assert np.all(np.diff(f) >= 0)
+    assert f[3] == f[4] == pytest.approx(-np.log(-np.expm1(-EPSILON)))  # above the maximum counts as it
+
+
+def test_gamma_hits_each_rate_on_its_sample_and_interpolates_between():
+    f = drs_f(np.random.default_rng(1).normal(0, 2, 5000), max_logit=7.0)
+    gammas = [solve_gamma(f, rate) for rate in RATE_GRID]
+    for rate, gamma in zip(RATE_GRID, gammas):
+        assert sigmoid(f - gamma).mean() == pytest.approx(rate, abs=1e-9)
+    assert np.all(np.diff(gammas) < 0)  # accepting more needs a lower threshold
+    assert interpolate_gamma(list(RATE_GRID), gammas, 0.2) == pytest.approx(gammas[19])
+    for rate in (0.123, 0.005, 0.995):  # between grid points and beyond both ends
+        assert sigmoid(f - interpolate_gamma(list(RATE_GRID), gammas, rate)).mean() == pytest.approx(rate, rel=0.05)
+    assert interpolate_gamma(list(RATE_GRID), gammas, 1.0) is None
+    with pytest.raises(ValueError):
+        interpolate_gamma(list(RATE_GRID), gammas, 0.0)
+
+
+# ---------------------------------------------------------------------- export-gan
+def run_export_cli(*args, **env):
+    return subprocess.run(
+        [sys.executable, "-c", "from export.cli import main; main()", *map(str, args)],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+        env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT), **env},
+    )
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("export-gan: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    return train_tiny_run(tmp_path_factory.mktemp("runs"), "wgan_gp_cond")
+
+
+def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_run, tmp_path):
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text(json.dumps([{"protocol": "p0", "fid": 123.4, "samples": 10000, "seed": 0}]))
+    out = tmp_path / "artifacts" / "cond"
+    result = run_export_cli(conditional_run, "--format", "onnx", "--out", out, "--evaluation", evaluation)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["out"] == str(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "generator.onnx", "manifest.json"]
+    assert (manifest["artifact"], manifest["variant"], manifest["architecture"], manifest["graph_format"]) == (
+        "gan", "wgan_gp_cond", "mlp", "onnx")
+    assert manifest["conditional"] is True and manifest["latent_dim"] == 100
+    assert manifest["prior"]["kind"] == "class_gaussian" and manifest["prior"]["num_labels"] == 10
+    assert sum(manifest["prior"]["label_weights"]) == pytest.approx(1.0)
+    assert manifest["evaluation"] == [{"protocol": "p0", "fid": 123.4, "samples": 10000, "seed": 0}]
+    assert manifest["opset"] == 18 and manifest["producers"]["torch"] == torch.__version__
+    assert manifest["training"]["config"]["variant"] == "wgan_gp_cond" and manifest["training"]["epochs_completed"] == 1
+
+    drs = manifest["drs"]
+    assert drs["burn_in"] == 10_000 and drs["epsilon"] == EPSILON
+    assert drs["fit"]["real_images"] == 5000 == drs["fit"]["generated_images"]
+    assert drs["fit"]["mean_logit_real"] > drs["fit"]["mean_logit_generated"]
+    assert drs["rates"] == list(RATE_GRID) and len(drs["gamma"]) == len(RATE_GRID)
+    assert len(drs["gamma_by_digit"]) == 10 and all(len(t) == len(RATE_GRID) for t in drs["gamma_by_digit"])
+
+    facts = {key: value for key, value in manifest.items() if key != "sha256"}
+    for role, (inputs, outputs) in GRAPH_IO.items():
+        name = manifest["graphs"][role]["file"]
+        data = (out / name).read_bytes()
+        assert manifest["sha256"][name] == sha256_hex(data)
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model, full_check=True)
+        assert [i.name for i in model.graph.input] == list(inputs)
+        assert [o.name for o in model.graph.output] == list(outputs)
+        for value in [*model.graph.input, *model.graph.output]:
+            assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
+        assert {p.key: json.loads(p.value) for p in model.metadata_props} == facts
+
+    # The generator graph's D~ on its own samples never exceeds the burn-in maximum by much.
+    session = ort.InferenceSession(str(out / "generator.onnx"), providers=["CPUExecutionProvider"])
+    eps = np.random.default_rng(5).standard_normal((500, 100), dtype=np.float32)
+    _, logit, f = session.run(None, {"eps": eps, "label": np.arange(500) % 10})
+    assert logit.mean() < drs["max_logit"] and np.allclose(f, drs_f(logit, drs["max_logit"]), atol=1e-4)
+
+    again = run_export_cli(conditional_run, "--out", out)
+    assert_one_line_error(again, "already exists", "--force")
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_export_carries_the_same_contract(conditional_run, tmp_path):
+    out = tmp_path / "ts"
+    manifest = export_run(conditional_run, "torchscript", out, DATA_ROOT, burn_in=1000)
+    assert sorted(p.name for p in out.iterdir()) == ["critic.pt", "generator.pt", "manifest.json"]
+    assert manifest["graph_format"] == "torchscript" and manifest["opset"] is None
+    files = {"metadata.json": ""}
+    generator = torch.jit.load(str(out / "generator.pt"), _extra_files=files)  # written just above
+    facts = {key: value for key, value in manifest.items() if key != "sha256"}
+    assert {k: json.loads(v) for k, v in json.loads(files["metadata.json"]).items()} == facts
+    image, logit, f = generator(torch.randn(3, 100), torch.tensor([1, 2, 3]))
+    assert image.shape == (3, 1, 28, 28) and 0 <= image.min() and image.max() <= 1 and logit.shape == f.shape == (3,)
+    critic_logit, _ = torch.jit.load(str(out / "critic.pt"))(image, torch.tensor([1, 2, 3]))
+    assert torch.allclose(critic_logit, logit, atol=1e-5)
+
+
+def test_export_replaces_an_artifact_only_with_force(conditional_run, tmp_path):
+    out = tmp_path / "cond"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    with pytest.raises(ExportError, match="already exists"):
+        export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500)
+    assert (out / "stale.txt").exists()
+    export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "generator.onnx", "manifest.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["cond"]  # no staging folders left behind
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["{run}", "--burn-in", "500"], ["--burn-in must be >= 10000"]),
+    (["{run}", "--format", "tflite"], ["--format"]),
+    (["{tmp}"], ["is not a run folder"]),
+    (["{run}", "--evaluation", "{tmp}/missing.json"], ["cannot read evaluation file"]),
+    (["{run}", "--evaluation", "{tmp}/bad.json"], ["a p0 result needs a numeric \"fid\""]),
+])
+def test_export_gan_bad_input_is_one_line(conditional_run, tmp_path, args, fragments):
+    (tmp_path / "bad.json").write_text(json.dumps({"protocol": "p0", "fid": "low"}))
+    args = [a.format(run=conditional_run, tmp=tmp_path) for a in args]
+    result = run_export_cli(*args, "--out", tmp_path / "out")
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "out").exists()

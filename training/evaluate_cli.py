@@ -1,0 +1,163 @@
+"""`eval-gan`: FID, precision/recall, density/coverage under a named protocol (p0 or proxy), and the seeds' studies.
+
+Every number is printed with its protocol, sample count and seed; `p0` is the reported protocol
+(../shared/PROTOCOL.md), `proxy` the fast MNIST-classifier one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from runtime.clitools import run_app
+from runtime.manifest import ArtifactError
+from runtime.model import InvalidRequest
+
+from .checkpoint import CheckpointError
+from .config import ConfigError
+from .data import DATA_ROOT_ENV, DataError, load_mnist_uint8, resolve_data_root
+from .evaluation import EvaluationError
+from .evaluation.figures import plot_sigma_sweep
+from .evaluation.protocols import PROTOCOLS
+from .evaluation.proxy_classifier import CLASSIFIER_DIR, train_classifier
+from .evaluation.report import markdown, write_outputs
+from .evaluation.scoring import Evaluator
+from .evaluation.sources import load_generator, open_source
+from .evaluation.studies import class_sampling_study, real_vs_real_floor, sigma_sweep
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+ProtocolOption = typer.Option("p0", "--protocol", help=f"{' or '.join(PROTOCOLS)}: p0 is Inception, the reported "
+                              "protocol; proxy is the MNIST classifier, for monitoring")
+NOption = typer.Option(None, "--n", min=1, help="samples (default: the protocol's 10,000)")
+SeedOption = typer.Option(0, "--seed", help="sampling seed (recorded with every number)")
+DataRootOption = typer.Option(None, "--data-root", help=f"MNIST root (default: ${DATA_ROOT_ENV} or ~/.cache)")
+JsonOption = typer.Option(None, "--json", help="also write the records as JSON to this file")
+MarkdownOption = typer.Option(None, "--markdown", help="also write the Markdown table to this file")
+QuietOption = typer.Option(False, "--quiet", "-q", help="no progress bars")
+
+
+def _report(study: str, records: list[dict], evaluator: Evaluator, json_path: Optional[Path],
+            markdown_path: Optional[Path], **label) -> None:
+    """Print the Markdown table (the protocol's floor under it) and write the requested files."""
+    floor = evaluator.floor()
+    table = markdown(records, floor, **label)
+    write_outputs(study, records, floor, table, json_path, markdown_path)
+    typer.echo(table, nl=False)
+
+
+@app.command("score")
+def score_command(
+    source: Path = typer.Argument(..., help="a run folder (or its checkpoint.safetensors), an exported artifact "
+                                  "folder, or a folder of PNGs"),
+    protocol: str = ProtocolOption,
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="samples to generate (default: the protocol's "
+                                    "10,000); for a PNG folder the first N images (default: all)"),
+    seed: int = SeedOption,
+    class_sampling: Optional[str] = typer.Option(None, "--class-sampling", help="conditional models: uniform "
+                                                 "(equal counts per digit, default) or mnist (MNIST train frequencies)"),
+    data_root: Optional[Path] = DataRootOption,
+    json_path: Optional[Path] = JsonOption,
+    markdown_path: Optional[Path] = MarkdownOption,
+    quiet: bool = QuietOption,
+):
+    """Score a run, an exported artifact or a folder of PNGs against MNIST test."""
+    root = resolve_data_root(data_root)
+    evaluator = Evaluator(protocol, root, progress=not quiet)
+    samples = open_source(source, n if n is None else evaluator.sample_count(n), seed, class_sampling, root,
+                          evaluator.protocol.samples, progress=not quiet)
+    _report("score", [evaluator.score(samples)], evaluator, json_path, markdown_path)
+
+
+@app.command("floor")
+def floor_command(
+    protocol: str = ProtocolOption,
+    n: Optional[int] = NOption,
+    seed: int = SeedOption,
+    data_root: Optional[Path] = DataRootOption,
+    json_path: Optional[Path] = JsonOption,
+    markdown_path: Optional[Path] = MarkdownOption,
+    quiet: bool = QuietOption,
+):
+    """The real-vs-real floor: MNIST train vs MNIST test; stored and printed beside every later table."""
+    root = resolve_data_root(data_root)
+    evaluator = Evaluator(protocol, root, progress=not quiet)
+    record = real_vs_real_floor(evaluator, root, evaluator.sample_count(n), seed)
+    _report("floor", [record], evaluator, json_path, markdown_path)
+
+
+def _parse_sigmas(text: str) -> list[float]:
+    try:
+        sigmas = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise EvaluationError(f"--sigmas must be comma-separated numbers, got {text!r}") from None
+    if not sigmas:
+        raise EvaluationError("--sigmas is empty")
+    return sigmas
+
+
+@app.command("sigma-sweep")
+def sigma_sweep_command(
+    run: Path = typer.Argument(..., help="a run folder whose prior is a Gaussian mixture"),
+    sigmas: str = typer.Option("0.15,0.5,1.0", "--sigmas", help="comma-separated σ values (the seeds' Figure 1)"),
+    protocol: str = ProtocolOption,
+    n: Optional[int] = NOption,
+    seed: int = SeedOption,
+    figure: Optional[Path] = typer.Option(None, "--figure", help="figure file (default: "
+                                          "RUN/plots/sigma_sweep_PROTOCOL.png)"),
+    data_root: Optional[Path] = DataRootOption,
+    json_path: Optional[Path] = JsonOption,
+    markdown_path: Optional[Path] = MarkdownOption,
+    quiet: bool = QuietOption,
+):
+    """Quality vs diversity: every mixture component's σ set to each value at sampling time."""
+    values = _parse_sigmas(sigmas)
+    generator = load_generator(run)
+    root = resolve_data_root(data_root)
+    evaluator = Evaluator(protocol, root, progress=not quiet)
+    records, strips = sigma_sweep(generator, str(run), values, evaluator, evaluator.sample_count(n), seed, root)
+    plot_sigma_sweep(records, strips, figure or run / "plots" / f"sigma_sweep_{protocol}.png")
+    _report("sigma_sweep", records, evaluator, json_path, markdown_path, label=("σ", lambda r: r["sigma"]))
+
+
+@app.command("class-sampling")
+def class_sampling_command(
+    run: Path = typer.Argument(..., help="a run folder of a conditional model"),
+    protocol: str = ProtocolOption,
+    n: Optional[int] = NOption,
+    seed: int = SeedOption,
+    data_root: Optional[Path] = DataRootOption,
+    json_path: Optional[Path] = JsonOption,
+    markdown_path: Optional[Path] = MarkdownOption,
+    quiet: bool = QuietOption,
+):
+    """Uniform digits (n/10 each) vs MNIST train frequencies for a conditional model."""
+    generator = load_generator(run)
+    root = resolve_data_root(data_root)
+    evaluator = Evaluator(protocol, root, progress=not quiet)
+    records = class_sampling_study(generator, str(run), evaluator, evaluator.sample_count(n), seed, root)
+    _report("class_sampling", records, evaluator, json_path, markdown_path)
+
+
+@app.command("train-classifier")
+def train_classifier_command(
+    out: Path = typer.Option(None, "--out", help="output folder (default: artifacts/mnist_classifier)"),
+    epochs: int = typer.Option(5, "--epochs", min=1, help="passes over the 60,000 MNIST train images"),
+    seed: int = typer.Option(0, "--seed", help="initialisation and shuffling seed"),
+    data_root: Optional[Path] = DataRootOption,
+    quiet: bool = QuietOption,
+):
+    """Train the proxy's MNIST classifier on MNIST train, check >= 99% on MNIST test, write weights, ONNX, manifest."""
+    root = resolve_data_root(data_root)
+    out = out or CLASSIFIER_DIR
+    manifest = train_classifier(load_mnist_uint8(root, train=True), load_mnist_uint8(root, train=False), out,
+                                epochs=epochs, seed=seed, progress=not quiet)
+    typer.echo(json.dumps({"out": str(out), "test_accuracy": manifest["test_accuracy"], "files": manifest["files"]}))
+
+
+def main() -> None:
+    run_app(app, "eval-gan",
+            user_errors=(EvaluationError, ConfigError, DataError, CheckpointError, ArtifactError, InvalidRequest))

@@ -1,0 +1,13 @@
+"""Evaluation: FID, precision/recall, density/coverage under named protocols (see ../shared/PROTOCOL.md).
+
+Every number carries its protocol's name: `p0` (pytorch-fid Inception pool3, the reported one) or
+`proxy` (the features of the project's small MNIST classifier, for monitoring). This module stays
+free of heavy imports so that training/config.py can read the protocol registry.
+"""
+
+
+class EvaluationError(ValueError):
+    """Bad evaluation input (empty folder, wrong image size, too few samples, missing weights).
+
+    The eval-gan CLI prints the message on one line and exits 2.
+    """

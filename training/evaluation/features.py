@@ -1,0 +1,83 @@
+"""Feature extractors, one per protocol feature space; each maps uint8 [N, 28, 28] to float32 [N, D].
+
+Both networks compute in float32, so their float32 outputs are exact; distances and Gaussian fits
+are taken in float64 downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import EvaluationError
+from .proxy_classifier import classify, load_classifier
+
+INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
+INCEPTION_BATCH = 100
+# Bump when the pixels fed to a network change: it is part of every cached reference's key.
+PREPROCESSING_VERSION = 1
+
+
+@dataclass
+class Features:
+    vectors: np.ndarray  # float32 [N, D]
+    predicted_digits: np.ndarray | None  # int64 [N], from the proxy classifier only
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class InceptionPool3:
+    """pytorch-fid's InceptionV3 pool3 (2048-d) on grey repeated to 3 channels, [0, 1], its own resize."""
+
+    name = "inception-pool3"
+
+    def __init__(self):
+        from pytorch_fid.inception import InceptionV3
+
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+        try:  # pytorch-fid loads the weights from TORCH_HOME, downloading them when they are absent
+            self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+        except Exception as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise EvaluationError(
+                f"the FID Inception weights are not at {weights} and could not be downloaded ({reason}); "
+                f"set TORCH_HOME to a folder holding hub/checkpoints/{INCEPTION_WEIGHTS}, or go online") from None
+        self.fingerprint = {"extractor": self.name, "weights": INCEPTION_WEIGHTS,
+                            "bytes": weights.stat().st_size, "sha256": _file_sha256(weights)}
+
+    @torch.inference_mode()
+    def __call__(self, images_uint8: np.ndarray, progress: bool = False) -> Features:
+        out = np.empty((len(images_uint8), 2048), dtype=np.float32)
+        for start in tqdm(range(0, len(images_uint8), INCEPTION_BATCH), desc="Inception features",
+                          unit="batch", disable=not progress, leave=False):
+            batch = torch.as_tensor(images_uint8[start:start + INCEPTION_BATCH]).float().div(255.0)
+            pooled = self.model(batch.unsqueeze(1).expand(-1, 3, -1, -1))[0]  # [B, 2048, 1, 1]
+            out[start:start + len(batch)] = pooled[:, :, 0, 0].numpy()
+        return Features(out, None)
+
+
+class ClassifierFeatures:
+    """The shipped MNIST classifier's 64-d penultimate features, and its predicted digits."""
+
+    name = "mnist-classifier"
+
+    def __init__(self):
+        self.model, manifest = load_classifier()
+        self.fingerprint = {"extractor": self.name, **manifest["files"]}
+
+    def __call__(self, images_uint8: np.ndarray, progress: bool = False) -> Features:
+        return Features(*classify(self.model, images_uint8, progress))
+
+
+EXTRACTORS = {extractor.name: extractor for extractor in (InceptionPool3, ClassifierFeatures)}

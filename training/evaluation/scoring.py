@@ -1,0 +1,110 @@
+"""Score samples under a protocol: features, FID against the cached reference, P/R/D/C, class statistics."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.data import load_mnist_uint8
+from training.priors import NUM_DIGITS
+
+from . import EvaluationError
+from .cache import Reference, cache_dir, load_reference, read_floor, reference_key
+from .features import EXTRACTORS
+from .fid import frechet_distance, gaussian_stats
+from .prdc import check_enough, precision_recall
+from .protocols import PROTOCOLS, REFERENCE_SET
+from .sources import Samples
+
+# A digit counts as covered when at least this share of the samples is classified as it
+# (a tenth of its share under uniform sampling).
+COVERED_MIN_SHARE = 0.01
+
+
+def class_statistics(predicted: np.ndarray, requested: np.ndarray | None) -> dict:
+    """Histogram of predicted digits, digits covered, KL(histogram || uniform) in nats; for
+    conditional samples also the share of samples of digit i classified as i."""
+    share = np.bincount(predicted, minlength=NUM_DIGITS) / len(predicted)
+    present = share > 0
+    stats = {
+        "class_histogram": share.tolist(),
+        "digits_covered": int((share >= COVERED_MIN_SHARE).sum()),
+        "kl_from_uniform": float(np.sum(share[present] * np.log(share[present] * NUM_DIGITS))),
+    }
+    if requested is not None:
+        stats["label_accuracy"] = float((predicted == requested).mean())
+        stats["digit_accuracy"] = [float((predicted[requested == d] == d).mean()) if (requested == d).any() else None
+                                   for d in range(NUM_DIGITS)]
+    return stats
+
+
+class Evaluator:
+    """A protocol ready to score: its feature extractor and its cached real reference (MNIST test).
+
+    Everything expensive (network weights, the reference) is loaded on first use, so that bad
+    input is reported before any long step.
+    """
+
+    def __init__(self, protocol: str, data_root: Path, progress: bool = False):
+        if protocol not in PROTOCOLS:
+            raise EvaluationError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
+        self.protocol = PROTOCOLS[protocol]
+        self.data_root = data_root
+        self.progress = progress
+
+    def sample_count(self, n: int | None) -> int:
+        """n, or the protocol's sample count; checked before anything is sampled."""
+        count = self.protocol.samples if n is None else n
+        check_enough(count, self.protocol.ks, "generated")
+        return count
+
+    @functools.cached_property
+    def extractor(self):
+        return EXTRACTORS[self.protocol.features]()
+
+    @functools.cached_property
+    def real_images(self) -> np.ndarray:
+        return load_mnist_uint8(self.data_root, train=False)[0].numpy()
+
+    @functools.cached_property
+    def key(self) -> str:
+        return reference_key(self.protocol, self.extractor.fingerprint, self.real_images)
+
+    @functools.cached_property
+    def reference(self) -> Reference:
+        def real_features() -> np.ndarray:
+            if self.progress:
+                print(f"computing the {self.protocol.name} reference ({REFERENCE_SET}) once; cached in {cache_dir()}",
+                      file=sys.stderr)
+            return self.extractor(self.real_images, self.progress).vectors
+
+        return load_reference(self.protocol, self.key, real_features)
+
+    def floor(self) -> dict | None:
+        return read_floor(self.protocol, self.key)
+
+    def score(self, samples: Samples) -> dict:
+        """One record: what was scored (source, samples, seed, class sampling), under which protocol, the metrics."""
+        started = time.perf_counter()
+        protocol = self.protocol
+        check_enough(len(samples.images), protocol.ks, "generated")
+        reference = self.reference
+        features = self.extractor(samples.images, self.progress)
+        metrics = {"fid": frechet_distance(gaussian_stats(features.vectors), reference.stats)}
+        pr = precision_recall(reference.features, features.vectors, protocol.ks, reference.radii)
+        for k, values in pr.items():
+            metrics.update({f"{name}_k{k}": value for name, value in values.items()})
+        if features.predicted_digits is not None:
+            metrics.update(class_statistics(features.predicted_digits, samples.labels))
+        return {
+            "protocol": protocol.name,
+            "protocol_summary": protocol.summary,
+            "reference": REFERENCE_SET,
+            **samples.description,
+            "metrics": {protocol.key(name): value for name, value in metrics.items()},
+            "seconds": round(time.perf_counter() - started, 3),
+        }
