@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 import onnxruntime
 import typer
+from machine import cpu_name
 from gradio_client import Client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,16 +54,6 @@ def _connect(url: str, server: subprocess.Popen) -> Client:
             if time.monotonic() > deadline:
                 raise SystemExit(f"gan-demo did not answer at {url} within {START_TIMEOUT_S} s") from None
             time.sleep(0.5)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(
@@ -120,7 +111,7 @@ def main(
         "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
         "latency_max_s": round(float(latencies.max()), 3), "wall_s": round(wall, 3),
         "requests_per_s": round(requests / wall, 2),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "gradio": gradio.__version__, "onnxruntime": onnxruntime.__version__,
                     "providers": onnxruntime.get_available_providers()},
     }))

@@ -26,7 +26,7 @@ from training.evaluation.sources import load_generator, sample_run
 from training.models import build_models
 from training.priors import build_prior
 
-from train_speed import _cpu_name  # noqa: E402  (bench/ is run as a script folder)
+from machine import cpu_name  # noqa: E402  (bench/ is run as a script folder)
 
 
 def untrained_generator(seed: int):
@@ -64,7 +64,7 @@ def main(
         "benchmark": "eval_speed", "samples": n, "seed": seed, "source": str(run or "untrained vanilla"),
         **{f"{name}_seconds": result["seconds"] for name, result in results.items()},
         "proxy_target_seconds": 10.0, "details": results,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
     }))
 
 

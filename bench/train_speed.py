@@ -14,13 +14,13 @@ Our loop is timed in fp32 and with bf16 autocast (`--precision bf16`); each figu
 from __future__ import annotations
 
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import typer
+from machine import cpu_name
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from torchvision.datasets import MNIST
@@ -89,18 +89,8 @@ def main(
         "speedup_fp32": round(best["ours_fp32"] / best["template_style"], 3),
         "speedup_bf16": round(best["ours_bf16"] / best["template_style"], 3),
         "target_speedup": 2.0,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
     }))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
