@@ -24,7 +24,7 @@ FIGURES = {
 }
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -45,6 +45,6 @@ def plot_training_curves(records: list[dict], out_dir: Path) -> list[Path]:
             ax.set_xlabel("epoch")
             if ax.lines:
                 ax.legend(fontsize=8)
-        _save_figure(fig, out_dir / filename)
+        save_figure(fig, out_dir / filename)
         written.append(out_dir / filename)
     return written

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.plots import _save_figure, plt  # plt with the Agg backend that training.plots selects
+from training.plots import save_figure, plt  # plt with the Agg backend that training.plots selects
 
 from .protocols import PROTOCOLS
 
@@ -36,7 +36,7 @@ def plot_metrics(records: list[dict], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_sigma_sweep(records: list[dict], strips: list[np.ndarray], path: Path) -> None:
@@ -65,4 +65,4 @@ def plot_sigma_sweep(records: list[dict], strips: list[np.ndarray], path: Path) 
     right.set_xticks([])
     right.set_title("same latent draws at each σ", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save_figure(fig, path)
+    save_figure(fig, path)
