@@ -1,6 +1,6 @@
 """Load on the web demo: concurrent generate requests through gradio_client; prints one JSON object.
 
-    python bench/demo_load.py [--artifacts FOLDER] [--requests 50] [--samples 64] [--drs 0.2] [--fetch-images]
+    python bench/demo_load.py [--artifacts FOLDER] [--requests 100] [--samples 64] [--drs 0.2] [--fetch-images]
 
 Starts `gan-demo` in its own process on a free local port, sends one warm-up request (it opens the
 onnxruntime sessions), then --requests generate requests at once, one thread each, all through one
@@ -60,7 +60,7 @@ def main(
     artifacts: Optional[Path] = typer.Option(None, help="folder of exported models [$GAN_ARTIFACTS or artifacts/]",
                                              show_default=False),
     model: Optional[str] = typer.Option(None, help="model name [the demo's default]", show_default=False),
-    requests: int = typer.Option(50, help="concurrent generate requests"),
+    requests: int = typer.Option(100, help="concurrent generate requests"),
     samples: int = typer.Option(64, help="images per request"),
     drs: float = typer.Option(0.2, help="DRS target rate (0 = off)"),
     fetch_images: bool = typer.Option(False, help="also download every gallery image, as a page does"),

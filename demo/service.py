@@ -73,16 +73,24 @@ def digit_choice(value, model: GanModel, unset: str) -> int | None:
     return int(text)
 
 
-def _format(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
+# What the model card shows of each P0 result: FID and improved precision/recall at k=3 and k=5.
+CARD_METRICS = ("fid", "precision_k3", "recall_k3", "precision_k5", "recall_k5")
 
 
-def p0_results(manifest: Manifest) -> list[dict]:
-    return [entry for entry in manifest.data.get("evaluation", []) if entry.get("protocol") == P0_PROTOCOL]
+def p0_rows(manifest: Manifest) -> list[tuple[str, dict[str, str]]]:
+    """(sampling, {metric: 'mean ± spread'}) for plain sampling and each recorded DRS rate, over the seeds."""
+    rates = sorted({entry.get("drs_rate") for entry in manifest.data.get("evaluation", [])
+                    if isinstance(entry, dict) and isinstance(entry.get("drs_rate"), (int, float))})
+    rows = []
+    for rate in [None, *rates]:
+        summary = manifest.metric_summary(P0_PROTOCOL, rate)
+        if summary:
+            seeds = max(item.seeds for item in summary.values())
+            sampling = ("plain" if rate is None else f"DRS {rate:.0%}") + f", {seeds} seed{'s' * (seeds > 1)}"
+            rows.append((sampling, {name: f"{summary[name].mean:.3g}" + (
+                f" ± {summary[name].spread:.2g}" if summary[name].seeds > 1 else "")
+                for name in CARD_METRICS if name in summary}))
+    return rows
 
 
 class DemoModels:
@@ -133,52 +141,35 @@ class DemoModels:
         manifest = model.manifest
         lines = [f"**{name}**: {manifest.summary()}, latent dim {model.latent_dim}, "
                  f"epochs trained: {manifest.data.get('training', {}).get('epochs_completed', 'not recorded')}."]
-        results = p0_results(manifest)
-        if results:
-            for entry in results:
-                lines.append("P0: " + ", ".join(f"{key} {_format(value)}" for key, value in entry.items()
-                                                 if key != "protocol"))
-        else:
+        results = p0_rows(manifest)
+        for sampling, metrics in results:
+            lines.append(f"P0 ({sampling}): " + ", ".join(f"{name} {value}" for name, value in metrics.items()))
+        if not results:
             lines.append("No P0 result recorded in its manifest.")
         return "  \n".join(lines)
 
     def results_table(self) -> tuple[list[str], list[list[str]]]:
-        """(headers, rows): one row per P0 result of each model (one empty row for a model without any)."""
-        metrics: list[str] = []
-        for model in self.models.values():
-            for entry in p0_results(model.manifest):
-                metrics += [key for key in entry if key != "protocol" and key not in metrics]
-        metrics.sort(key=lambda key: (key != "fid", key))  # FID first: the headline number
-        headers = ["model", "variant", "architecture", "prior", "labels", *(f"P0 {key}" for key in metrics)]
+        """(headers, rows): one row per model and sampling (plain, each DRS rate) with P0 means over seeds."""
+        headers = ["model", "variant", "architecture", "prior", "labels", "sampling",
+                   *(f"P0 {name}" for name in CARD_METRICS)]
         rows = []
         for name, model in self.models.items():
             data = model.manifest.data
             labels = "digit" if model.conditional else f"K={model.num_components}" if model.num_components else "none"
             facts = [name, data["variant"], data["architecture"], data["prior"]["kind"], labels]
-            for entry in p0_results(model.manifest) or [{}]:
-                rows.append(facts + [_format(entry[key]) if key in entry else "—" for key in metrics])
+            for sampling, metrics in p0_rows(model.manifest) or [("—", {})]:
+                rows.append(facts + [sampling] + [metrics.get(metric, "—") for metric in CARD_METRICS])
         return headers, rows
 
     def sample_grid(self, name: str) -> np.ndarray:
         """A grid image from seed GRID_SEED without DRS: one row per digit (or mixture component)."""
         if name not in self._grids:
-            model = self.model(name)
-            rows = NUM_DIGITS if model.conditional else model.num_components
-            if rows:
-                # The same seed for every row: the same noise, one row per label.
-                label = "digit" if model.conditional else "component"
-                images = np.concatenate([model.generate(GRID_COLUMNS, seed=GRID_SEED, **{label: row})[0]
-                                         for row in range(rows)])
-            else:
-                rows = GRID_COLUMNS
-                images = model.generate(rows * GRID_COLUMNS, seed=GRID_SEED)[0]
+            images, rows = self.model(name).grid(GRID_COLUMNS, GRID_SEED)
             self._grids[name] = np.asarray(Image.open(io.BytesIO(grid_png(images, rows=rows))))
         return self._grids[name]
 
     def grid_caption(self, name: str) -> str:
-        model = self.model(name)
-        rows = "one row per digit 0-9" if model.conditional else (
-            f"one row per mixture component 0-{model.num_components - 1}" if model.num_components else "10x10")
+        _, rows = self.model(name).grid_layout(GRID_COLUMNS)
         return f"Sample grid of {name}: seed {GRID_SEED}, no DRS, spread 1, {rows}."
 
     # ------------------------------------------------------------------ requests

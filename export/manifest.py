@@ -15,7 +15,7 @@ import onnx
 import torch
 
 from runtime.manifest import ARTIFACT_KIND, FORMAT_VERSION, GRAPH_EXTENSIONS, P0_PROTOCOL
-from training.run import TrainedRun
+from training.run import TrainedRun, training_cost
 
 from .drs import Calibration
 from .graphs import OPSET
@@ -85,26 +85,33 @@ def manifest_facts(trained: TrainedRun, calibration: Calibration, graph_format: 
         "evaluation": evaluation,
         "opset": OPSET if graph_format == "onnx" else None,
         "producers": producers,
-        "training": {"config": cfg.to_dict(), "epochs_completed": trained.epoch, "run_dir": str(trained.run_dir)},
+        "training": {"config": cfg.to_dict(), "epochs_completed": trained.epoch, "run_dir": str(trained.run_dir),
+                     **training_cost(trained.run_dir, trained.epoch)},
     }
 
 
 def graph_metadata(facts: dict) -> dict[str, str]:
-    return {key: json.dumps(value) for key, value in facts.items()}
+    """What the graphs carry about themselves; evaluations are left out since they are recorded later."""
+    return {key: json.dumps(value) for key, value in facts.items() if key != "evaluation"}
 
 
 def read_evaluation(path: Path) -> list[dict]:
-    """Evaluation results for the manifest: a JSON object or list of objects, each naming its protocol."""
+    """Evaluation records for the manifest: the JSON `eval-gan score --json` writes (or a list of its records)."""
     try:
         data = json.loads(Path(path).read_text())
     except OSError as error:
         raise ExportError(f"cannot read evaluation file {path} ({error.strerror})") from None
     except ValueError:
         raise ExportError(f"evaluation file {path} is not valid JSON") from None
-    entries = data if isinstance(data, list) else [data]
+    entries = data.get("records") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise ExportError(f"evaluation file {path}: expected eval-gan's JSON (with \"records\") or a list of records")
     for entry in entries:
-        if not (isinstance(entry, dict) and isinstance(entry.get("protocol"), str)):
-            raise ExportError(f"evaluation file {path}: every result must be an object with a \"protocol\"")
-        if entry["protocol"] == P0_PROTOCOL and not isinstance(entry.get("fid"), (int, float)):
-            raise ExportError(f"evaluation file {path}: a {P0_PROTOCOL} result needs a numeric \"fid\"")
+        if not (isinstance(entry, dict) and isinstance(entry.get("protocol"), str)
+                and isinstance(entry.get("metrics"), dict)):
+            raise ExportError(f"evaluation file {path}: every record must be an object with a \"protocol\" "
+                              "and \"metrics\"")
+        fid = entry["metrics"].get(f"{P0_PROTOCOL}/fid")
+        if entry["protocol"] == P0_PROTOCOL and not isinstance(fid, (int, float)):
+            raise ExportError(f"evaluation file {path}: a {P0_PROTOCOL} record needs a numeric \"{P0_PROTOCOL}/fid\"")
     return entries

@@ -32,6 +32,8 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+# The images of one command are held in memory (784 bytes each, plus their noise while generated).
+MAX_IMAGES = 1_000_000
 MODEL_HELP = f"model name under artifacts/ (${ARTIFACTS_ENV}) or a model folder; default: the best shipped"
 
 
@@ -105,6 +107,10 @@ def sample(
         _check_output_file(out if out is not None else npy)
     if n < 1:
         raise UserError(f"--n must be >= 1, got {n}")
+    if n > MAX_IMAGES:
+        raise UserError(f"--n must be <= {MAX_IMAGES:,} (the images are held in memory), got {n:,}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
     if drs is not None and not 0 < drs <= 1:
         raise UserError(f"--drs must be a target acceptance rate in (0, 1], got {drs}")
     if digit is not None and not 0 <= digit <= 9:
@@ -135,14 +141,16 @@ def sample(
 def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            grey = np.asarray(image.convert("L"))
+            # The size is in the header: refuse before decoding, so a huge image costs no memory.
+            if image.size != (28, 28):
+                raise UserError(f"{path} is {image.size[0]}x{image.size[1]}; the models score 28x28 greyscale digits")
+            return np.asarray(image.convert("L"))
     except FileNotFoundError:
         raise UserError(f"image {path} does not exist") from None
+    except Image.DecompressionBombError:  # Pillow refuses to even open it
+        raise UserError(f"{path} is far larger than 28x28; the models score 28x28 greyscale digits") from None
     except (OSError, UnidentifiedImageError):
         raise UserError(f"{path} is not an image Pillow can read") from None
-    if grey.shape != (28, 28):
-        raise UserError(f"{path} is {grey.shape[1]}x{grey.shape[0]}; the models score 28x28 greyscale digits")
-    return grey
 
 
 @app.command(help="Calibrated realness (probability of a real MNIST digit) and DRS acceptance per image.")

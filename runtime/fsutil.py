@@ -7,10 +7,14 @@ import tempfile
 from pathlib import Path
 
 
+# Temporary files are `.NAME.RANDOM.tmp` beside their target; a killed process leaves one behind.
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -24,3 +28,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_unfinished_writes(folder: Path) -> None:
+    """Delete the temporary files that atomic writes into `folder` (and its subfolders) left when their
+    process was killed (SIGKILL, power loss) before the rename. Only for folders one process writes at a time."""
+    for path in Path(folder).rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+        if path.is_file():
+            path.unlink(missing_ok=True)

@@ -4,7 +4,9 @@
       generator.onnx   eps float32 [N, latent_dim], label int64 [N] -> image [N, 1, 28, 28] in [0, 1],
                        logit [N] (calibrated D~), F [N] (DRS, with the stored D~_M)
       critic.onnx      image float32 [N, 1, 28, 28] in [0, 1], label int64 [N] -> logit [N], F [N]
-      manifest.json    what the model is, its DRS calibration, evaluations, sha256 of every graph
+      manifest.json    what the model is, its DRS calibration, sha256 of every graph, and its
+                       evaluations: `eval-gan score` records ({"protocol", "seed", "samples",
+                       "drs_rate", "metrics": {"p0/fid": ...}, ...}), appended by `eval-gan score --record`
 
 (`.pt` TorchScript files carry the same contract.) Export writes this layout and the runtime reads
 it; both take the names below from here.
@@ -16,6 +18,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from .fsutil import atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
 # artifacts/ also holds other exports (the evaluation's MNIST classifier); ours say "artifact": "gan".
@@ -39,6 +43,18 @@ class NotAGanExport(ArtifactError):
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    mean: float
+    spread: float  # population standard deviation over the seeds (0 for one seed)
+    seeds: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> "MetricSummary":
+        mean = sum(values) / len(values)
+        return cls(mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5, len(values))
 
 
 @dataclass(frozen=True)
@@ -89,11 +105,26 @@ class Manifest:
     def graph_file(self, role: str) -> str:
         return self.data["graphs"][role]["file"]
 
+    def evaluations(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None) -> list[dict]:
+        """The manifest's evaluation records (eval-gan's format) under `protocol` at one DRS setting."""
+        return [entry for entry in self.data.get("evaluation", [])
+                if isinstance(entry, dict) and entry.get("protocol") == protocol
+                and entry.get("drs_rate") == drs_rate and isinstance(entry.get("metrics"), dict)]
+
+    def metric_summary(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None) -> dict[str, MetricSummary]:
+        """Each metric's mean and spread over the recorded sampling seeds (PROTOCOL.md item 6)."""
+        values: dict[str, list[float]] = {}
+        for entry in self.evaluations(protocol, drs_rate):
+            for key, value in entry["metrics"].items():
+                name = key.removeprefix(f"{protocol}/")
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    values.setdefault(name, []).append(float(value))
+        return {name: MetricSummary.of(series) for name, series in values.items()}
+
     def p0_fid(self) -> float | None:
-        """The lowest FID recorded under protocol P0, if any."""
-        fids = [entry["fid"] for entry in self.data.get("evaluation", [])
-                if entry.get("protocol") == P0_PROTOCOL and isinstance(entry.get("fid"), (int, float))]
-        return min(fids) if fids else None
+        """The mean P0 FID over the recorded sampling seeds, without DRS; None if none is recorded."""
+        summary = self.metric_summary().get("fid")
+        return summary.mean if summary else None
 
     def summary(self) -> str:
         prior = self.data["prior"]
@@ -118,6 +149,21 @@ class Manifest:
     def verify(self) -> None:
         for role in GRAPH_IO:
             self.read_graph(role)
+
+
+# Two records describe the same measurement when these agree; a new one replaces the old.
+_RECORD_IDENTITY = ("protocol", "samples", "seed", "class_sampling", "drs_rate")
+
+
+def record_evaluation(folder: Path, record: dict) -> Manifest:
+    """Add an `eval-gan score` record to a model's manifest (atomically), replacing the same measurement."""
+    manifest = read_manifest(folder)
+    identity = [record.get(key) for key in _RECORD_IDENTITY]
+    kept = [entry for entry in manifest.data["evaluation"]
+            if not (isinstance(entry, dict) and [entry.get(key) for key in _RECORD_IDENTITY] == identity)]
+    data = {**manifest.data, "evaluation": [*kept, record]}
+    atomic_write_text(manifest.folder / MANIFEST_NAME, json.dumps(data, indent=2) + "\n")
+    return Manifest(manifest.folder, data)
 
 
 _REQUIRED = {

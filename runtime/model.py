@@ -142,8 +142,10 @@ class GanModel:
         """
         if not (isinstance(n, Integral) and n >= 1):
             raise InvalidRequest(f"the number of images must be >= 1, got {n}")
-        if not spread > 0:
-            raise InvalidRequest(f"spread must be > 0, got {spread}")
+        if not (isinstance(seed, Integral) and seed >= 0):
+            raise InvalidRequest(f"the seed must be a whole number >= 0, got {seed!r}")
+        if not (isinstance(spread, (int, float)) and 0 < spread < math.inf):
+            raise InvalidRequest(f"spread must be a finite number > 0, got {spread!r}")
         if not (isinstance(batch_size, Integral) and batch_size >= 1):
             raise InvalidRequest(f"batch size must be >= 1, got {batch_size}")
         rate = 1.0 if drs_rate is None else drs_rate
@@ -196,6 +198,23 @@ class GanModel:
             n, proposals, accepted, rate, running_max, float(logit_sums[0] / max(accepted, 1)),
             float(logit_sums[1] / rejected) if rejected else math.nan, np.concatenate(kept_labels))
         return np.concatenate(kept_images), stats
+
+    def grid_layout(self, columns: int = 10) -> tuple[int, str]:
+        """(rows, what a row is) of a sample grid: one row per digit or mixture component, else columns x columns."""
+        if self.conditional:
+            return NUM_DIGITS, f"one row per digit 0-{NUM_DIGITS - 1}"
+        if self.num_components:
+            return self.num_components, f"one row per mixture component 0-{self.num_components - 1}"
+        return columns, f"{columns}x{columns}"
+
+    def grid(self, columns: int = 10, seed: int = 0) -> tuple[np.ndarray, int]:
+        """(uint8 images, rows) of a sample grid without DRS; every row of labels uses the same seed, hence the
+        same noise, so rows differ only by their label."""
+        rows, _ = self.grid_layout(columns)
+        if not (self.conditional or self.num_components):
+            return self.generate(rows * columns, seed=seed)[0], rows
+        label = "digit" if self.conditional else "component"
+        return np.concatenate([self.generate(columns, seed=seed, **{label: row})[0] for row in range(rows)]), rows
 
     def _check_label_choice(self, digit: int | None, component: int | None) -> None:
         if digit is not None:

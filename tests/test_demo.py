@@ -39,8 +39,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
 
 UNCONDITIONAL, CONDITIONAL = "wgan_gp", "wgan_gp_cond"
 # Made-up P0 entries (these tiny models were never scored): the unconditional one is the default.
-P0_RESULTS = {UNCONDITIONAL: {"protocol": "p0", "fid": 95.5, "precision_k3": 0.61, "recall_k3": 0.52, "seed": 0},
-              CONDITIONAL: {"protocol": "p0", "fid": 120.25, "precision_k3": 0.55, "recall_k3": 0.47, "seed": 0}}
+P0_RESULTS = {UNCONDITIONAL: [{"protocol": "p0", "seed": 0,
+                               "metrics": {"p0/fid": 95.5, "p0/precision_k3": 0.61, "p0/recall_k3": 0.52}}],
+              CONDITIONAL: [{"protocol": "p0", "seed": seed, "metrics": {"p0/fid": fid, "p0/precision_k3": 0.55,
+                                                                       "p0/recall_k3": 0.47}}
+                            for seed, fid in ((0, 119.25), (1, 121.25))]
+              + [{"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 110.0}}]}
 
 
 def write_centroid_classifier(folder, images, labels):
@@ -79,7 +83,7 @@ def demo_artifacts(tmp_path_factory):
         for variant in (UNCONDITIONAL, CONDITIONAL):
             run = train_tiny_run(staging / "runs", variant)
             export_run(run, "onnx", staging / "artifacts" / variant, DATA_ROOT, burn_in=1000,
-                       evaluation=[P0_RESULTS[variant]])
+                       evaluation=P0_RESULTS[variant])
         images, labels = load_mnist_uint8(DATA_ROOT, train=True)
         write_centroid_classifier(staging / "artifacts" / CLASSIFIER_FOLDER, images.numpy()[:5000],
                                   labels.numpy()[:5000])
@@ -280,13 +284,16 @@ def test_model_card_lists_p0_results_and_a_grid_per_model(client, demo_artifacts
     models = DemoModels(demo_artifacts)
     assert models.default == UNCONDITIONAL  # the lowest P0 FID
     headers, rows = models.results_table()
-    assert headers == ["model", "variant", "architecture", "prior", "labels", "P0 fid", "P0 precision_k3",
-                       "P0 recall_k3", "P0 seed"]
-    assert rows == [[UNCONDITIONAL, "wgan_gp", "mlp", "normal", "none", "95.5", "0.61", "0.52", "0"],
-                    [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "120.2", "0.55", "0.47", "0"]]
-    assert "P0 FID 120.25" in models.choice_label(CONDITIONAL)
+    assert headers == ["model", "variant", "architecture", "prior", "labels", "sampling", "P0 fid",
+                       "P0 precision_k3", "P0 recall_k3", "P0 precision_k5", "P0 recall_k5"]
+    assert rows == [
+        [UNCONDITIONAL, "wgan_gp", "mlp", "normal", "none", "plain, 1 seed", "95.5", "0.61", "0.52", "—", "—"],
+        [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "plain, 2 seeds", "120 ± 1", "0.55 ± 0",
+         "0.47 ± 0", "—", "—"],
+        [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "DRS 20%, 1 seed", "110", "—", "—", "—", "—"]]
+    assert "P0 FID 120.25" in models.choice_label(CONDITIONAL)  # the mean over seeds, without DRS
     about, digit, score_digit, grid = client.predict(CONDITIONAL, api_name="/select_model")
-    assert "conditional (digit)" in about and "fid 120.2" in about
+    assert "conditional (digit)" in about and "P0 (plain, 2 seeds): fid 120 ± 1" in about
     assert digit["interactive"] and score_digit["interactive"]
     # 10 rows (digits) x 10 columns of 28x28 with 2-pixel gaps.
     assert "one row per digit" in grid["label"] and np.asarray(Image.open(grid["value"])).shape == (302, 302)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from runtime.manifest import read_manifest
 from training.config import ConfigError, resolve
 from training.evaluate_cli import main
 from training.trainer import Trainer, train
@@ -156,6 +157,9 @@ def test_bad_input_is_one_line_and_exit_2(run_eval, runs, tmp_path):
         (["score", tmp_path / "missing"], ["does not exist"]),
         (["score", runs["vanilla"], "--protocol", "fid50k"], ["unknown protocol 'fid50k'"]),
         (["score", runs["vanilla"], "--n", 0], ["--n"]),
+        (["score", runs["vanilla"], "--protocol", "proxy", "--drs-rate", 0.2], ["--drs-rate needs an exported artifact"]),
+        (["score", runs["vanilla"], "--drs-rate", 1.5], ["--drs-rate must be a target acceptance rate in (0, 1]"]),
+        (["score", runs["vanilla"], "--record"], ["--record needs an exported artifact folder"]),
     ]
     for args, fragments in cases:
         assert_one_line_error(run_eval(*args), *fragments)
@@ -173,3 +177,15 @@ def test_score_an_exported_artifact(run_eval, runs, tmp_path):
     record = json.loads(out_json.read_text())["records"][0]
     assert (record["source"], record["samples"], record["class_sampling"]) == (str(artifact), 200, "uniform")
     assert 0 <= record["metrics"]["proxy/label_accuracy"] <= 1
+
+    # --record adds each measurement to the manifest; the same measurement again replaces it.
+    for drs_rate in (None, 0.5, 0.5):
+        extra = ["--drs-rate", drs_rate] if drs_rate else []
+        result = run_eval("score", artifact, "--protocol", "proxy", "--n", 200, "--record", "--quiet", *extra)
+        assert result.returncode == 0, result.stderr
+    recorded = read_manifest(artifact).data["evaluation"]
+    assert [(r["protocol"], r["seed"], r["samples"], r["drs_rate"]) for r in recorded] == [
+        ("proxy", 0, 200, None), ("proxy", 0, 200, 0.5)]
+    assert recorded[0]["metrics"] == record["metrics"]  # same seed, same samples, same numbers
+    assert recorded[1]["metrics"] != record["metrics"]  # DRS kept other images
+    assert read_manifest(artifact).metric_summary("proxy", 0.5)["fid"].seeds == 1

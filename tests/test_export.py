@@ -195,7 +195,8 @@ def conditional_run(tmp_path_factory):
 
 def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_run, tmp_path):
     evaluation = tmp_path / "eval.json"
-    evaluation.write_text(json.dumps([{"protocol": "p0", "fid": 123.4, "samples": 10000, "seed": 0}]))
+    record = {"protocol": "p0", "samples": 10000, "seed": 0, "metrics": {"p0/fid": 123.4, "p0/precision_k3": 0.5}}
+    evaluation.write_text(json.dumps({"study": "score", "records": [record], "floor": None}))  # eval-gan --json
     out = tmp_path / "artifacts" / "cond"
     result = run_export_cli(conditional_run, "--format", "onnx", "--out", out, "--evaluation", evaluation)
     assert result.returncode == 0, result.stderr
@@ -207,9 +208,12 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
     assert manifest["conditional"] is True and manifest["latent_dim"] == 100
     assert manifest["prior"]["kind"] == "class_gaussian" and manifest["prior"]["num_labels"] == 10
     assert sum(manifest["prior"]["label_weights"]) == pytest.approx(1.0)
-    assert manifest["evaluation"] == [{"protocol": "p0", "fid": 123.4, "samples": 10000, "seed": 0}]
+    assert manifest["evaluation"] == [record]
     assert manifest["opset"] == 18 and manifest["producers"]["torch"] == torch.__version__
     assert manifest["training"]["config"]["variant"] == "wgan_gp_cond" and manifest["training"]["epochs_completed"] == 1
+    logged = [json.loads(line) for line in (conditional_run / "metrics.jsonl").read_text().splitlines()]
+    assert manifest["training"]["cpu_seconds"] == round(logged[0]["epoch_cpu_seconds"], 1) > 0  # the cost it reports
+    assert manifest["training"]["wall_seconds"] == round(logged[0]["epoch_seconds"], 1) > 0
 
     drs = manifest["drs"]
     assert drs["burn_in"] == 10_000 and drs["epsilon"] == EPSILON
@@ -218,7 +222,8 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
     assert drs["rates"] == list(RATE_GRID) and len(drs["gamma"]) == len(RATE_GRID)
     assert len(drs["gamma_by_digit"]) == 10 and all(len(t) == len(RATE_GRID) for t in drs["gamma_by_digit"])
 
-    facts = {key: value for key, value in manifest.items() if key != "sha256"}
+    # The graphs describe themselves like the manifest, less the hashes and the evaluations (added later).
+    facts = {key: value for key, value in manifest.items() if key not in ("sha256", "evaluation")}
     for role, (inputs, outputs) in GRAPH_IO.items():
         name = manifest["graphs"][role]["file"]
         data = (out / name).read_bytes()
@@ -250,7 +255,8 @@ def test_torchscript_export_carries_the_same_contract(conditional_run, tmp_path)
     assert manifest["graph_format"] == "torchscript" and manifest["opset"] is None
     files = {"metadata.json": ""}
     generator = torch.jit.load(str(out / "generator.pt"), _extra_files=files)  # written just above
-    facts = {key: value for key, value in manifest.items() if key != "sha256"}
+    # The graphs describe themselves like the manifest, less the hashes and the evaluations (added later).
+    facts = {key: value for key, value in manifest.items() if key not in ("sha256", "evaluation")}
     assert {k: json.loads(v) for k, v in json.loads(files["metadata.json"]).items()} == facts
     image, logit, f = generator(torch.randn(3, 100), torch.tensor([1, 2, 3]))
     assert image.shape == (3, 1, 28, 28) and 0 <= image.min() and image.max() <= 1 and logit.shape == f.shape == (3,)
@@ -275,10 +281,12 @@ def test_export_replaces_an_artifact_only_with_force(conditional_run, tmp_path):
     (["{run}", "--format", "tflite"], ["--format"]),
     (["{tmp}"], ["is not a run folder"]),
     (["{run}", "--evaluation", "{tmp}/missing.json"], ["cannot read evaluation file"]),
-    (["{run}", "--evaluation", "{tmp}/bad.json"], ["a p0 result needs a numeric \"fid\""]),
+    (["{run}", "--evaluation", "{tmp}/bad.json"], ["a p0 record needs a numeric \"p0/fid\""]),
+    (["{run}", "--evaluation", "{tmp}/flat.json"], ["every record must be an object with a \"protocol\" and \"metrics\""]),
 ])
 def test_export_gan_bad_input_is_one_line(conditional_run, tmp_path, args, fragments):
-    (tmp_path / "bad.json").write_text(json.dumps({"protocol": "p0", "fid": "low"}))
+    (tmp_path / "bad.json").write_text(json.dumps([{"protocol": "p0", "metrics": {"p0/fid": "low"}}]))
+    (tmp_path / "flat.json").write_text(json.dumps([{"protocol": "p0", "fid": 12.0}]))
     args = [a.format(run=conditional_run, tmp=tmp_path) for a in args]
     result = run_export_cli(*args, "--out", tmp_path / "out")
     assert_one_line_error(result, *fragments)

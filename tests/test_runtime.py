@@ -230,7 +230,12 @@ def test_cli_outputs_agree(artifacts, tmp_path):
 def _copy_with_evaluation(artifacts, root, name, fid):
     shutil.copytree(artifacts / "cond", root / name)
     manifest = json.loads((root / name / "manifest.json").read_text())
-    manifest["evaluation"] = [] if fid is None else [{"protocol": "p0", "fid": fid}, {"protocol": "proxy", "fid": 1.0}]
+    # Two P0 seeds (the default model is the lowest mean) and a proxy record that must not count.
+    manifest["evaluation"] = [] if fid is None else [
+        {"protocol": "p0", "seed": 0, "metrics": {"p0/fid": fid - 1}},
+        {"protocol": "p0", "seed": 1, "metrics": {"p0/fid": fid + 1}},
+        {"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 1.0}},
+        {"protocol": "proxy", "seed": 0, "metrics": {"proxy/fid": 1.0}}]
     (root / name / "manifest.json").write_text(json.dumps(manifest))
 
 

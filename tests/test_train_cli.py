@@ -113,7 +113,7 @@ def test_missing_data_is_one_clear_error(tmp_path, monkeypatch):
 
 def test_train_then_resume_for_more_epochs_through_the_cli(tmp_path):
     run_dir = tmp_path / "run"
-    common = ["--train-limit", "128", "--batch-size", "32", "--quiet", "--device", "cpu"]
+    common = ["--train-limit", "128", "--batch-size", "32", "--quiet", "--device", "cpu", "--eval-samples", "200"]
     first = run_cli("wgan_gp_cond", "--run-dir", run_dir, "--epochs", "1", *common)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout.strip().splitlines()[-1])["epoch"] == 1
@@ -121,6 +121,7 @@ def test_train_then_resume_for_more_epochs_through_the_cli(tmp_path):
     assert_one_line_error(again, "already holds a checkpoint", "--resume")
     refused = run_cli("--resume", run_dir, "--lr-g", "1")
     assert_one_line_error(refused, "only epochs")
+    assert_one_line_error(run_cli("--resume", run_dir, "--eval-samples", "3"), "eval_samples must be >=")
     resumed = run_cli("--resume", run_dir, "--epochs", "2", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["epoch"] == 2
@@ -137,7 +138,8 @@ def test_resolve_rejects_variant_override():
 
 def test_corrupt_checkpoint_is_one_line_error(tmp_path):
     run_dir = tmp_path / "run"
-    first = run_cli("vanilla", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "64", "--quiet")
+    first = run_cli("vanilla", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "64", "--quiet",
+                    "--eval-protocol", "none")
     assert first.returncode == 0, first.stderr
     checkpoint = run_dir / "checkpoint.safetensors"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
@@ -152,7 +154,7 @@ def test_sigint_checkpoints_a_real_process_and_resume_continues(tmp_path):
 
     run_dir = tmp_path / "run"
     command = [sys.executable, "-c", "from training.cli import main; main()", "wgan_gp", "--run-dir", str(run_dir),
-               "--epochs", "1000", "--train-limit", "1024", "--quiet", "--device", "cpu"]
+               "--epochs", "1000", "--train-limit", "1024", "--quiet", "--device", "cpu", "--eval-protocol", "none"]
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = run_dir / "metrics.jsonl"

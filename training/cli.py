@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from runtime.clitools import UserError, run_app
-from runtime.fsutil import atomic_write_text
+from runtime.fsutil import atomic_write_text, remove_unfinished_writes
 
 from .checkpoint import CheckpointError
 from .config import FIELDS, ConfigError, TrainConfig, load_run_config, read_config_file, resolve
@@ -20,7 +20,7 @@ from .presets import PRESETS
 app = typer.Typer(add_completion=False, help=__doc__)
 TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 # Options that may change when a run is resumed: they do not alter what has been trained so far.
-RESUMABLE = ("epochs", "device", "eval_every", "checkpoint_every")
+RESUMABLE = ("epochs", "device", "eval_every", "eval_protocol", "eval_samples", "checkpoint_every")
 
 
 def _print_presets() -> None:
@@ -37,6 +37,7 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
                         "or choose another --run-dir")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_unfinished_writes(run_dir)  # from an earlier attempt killed before its first checkpoint
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     except OSError as error:
         raise UserError(f"run folder {run_dir} is not writable ({error.strerror})") from None
@@ -67,21 +68,31 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
         typer.echo(json.dumps({"run_dir": str(run_dir), **cfg.to_dict()}, indent=2))
         return 0
 
-    from .trainer import Interrupted, Trainer, TrainingError, train
+    from .trainer import CHECKPOINT_NAME, Interrupted, Trainer, TrainingError, train
 
     if resume is None:
         _prepare_run_dir(run_dir, cfg)
-    else:
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     trainer = Trainer(cfg, run_dir, resolve_data_root(data_root), quiet=quiet)
+    if resume is not None:
+        # Loaded before the folder is touched: a checkpoint that does not load leaves it as it was.
+        trainer.load(run_dir / CHECKPOINT_NAME)
+        try:
+            remove_unfinished_writes(run_dir)  # a run killed mid-write (kill -9, power loss) left these
+            atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        except OSError as error:
+            raise UserError(f"run folder {run_dir} is not writable ({error.strerror})") from None
     try:
-        record = train(trainer, resume=resume is not None)
+        record = train(trainer)  # from the loaded checkpoint's epoch and step when resuming
     except Interrupted as stop:
         typer.echo(f"train-gan: {stop}", err=True)
         return 130
     except TrainingError as error:
         typer.echo(f"train-gan: error: {error}", err=True)
         return 1
+    except OSError as error:  # disk full, file size limit, folder made read-only while training
+        where = error.filename or run_dir
+        raise UserError(f"cannot write to {where} ({error.strerror or error}); training stopped, the last "
+                        f"checkpoint written is intact: continue with train-gan --resume {run_dir}") from None
     typer.echo(json.dumps({"run_dir": str(run_dir), **record}))
     return 0
 

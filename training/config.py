@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+import torch
 
 from .evaluation.protocols import PROTOCOLS
 from .objectives import CONSTRAINTS, OBJECTIVES
@@ -74,6 +77,8 @@ CHOICES = {
 }
 POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "n_critic", "lr_g", "lr_d",
             "batch_size", "epochs", "eval_every", "eval_samples", "checkpoint_every", "clip_value", "mixture_sigma")
+# Every count, size and seed fits a 32-bit int: far beyond any sensible value, within what torch takes.
+MAX_INT = 2**31 - 1
 NON_NEGATIVE = ("mixture_radius", "gp_lambda", "holdout", "train_limit", "seed")
 
 
@@ -104,7 +109,16 @@ def _coerce(name: str, value):
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[kind]
     if isinstance(value, bool) and kind != "bool" or not isinstance(value, expected):
         raise ConfigError(f"{name} must be a {kind}, got {value!r}")
-    return float(value) if kind == "float" else value
+    if kind == "float":
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.inf
+        # nan slips through every range check below (nan > 0 and nan < 0 are both False)
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        return number
+    return value
 
 
 def resolve(variant: str, *override_layers: dict) -> TrainConfig:
@@ -135,6 +149,9 @@ def validate(cfg: TrainConfig) -> None:
     for name in NON_NEGATIVE:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    for name, field_ in FIELDS.items():
+        if field_.type == "int" and getattr(cfg, name) > MAX_INT:
+            raise ConfigError(f"{name} must be <= {MAX_INT:,}, got {getattr(cfg, name):,}")
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     for name in ("beta1", "beta2"):
@@ -146,7 +163,10 @@ def validate(cfg: TrainConfig) -> None:
                           f"got {cfg.eval_samples}")
     if cfg.prior == "gmm_indexed" and cfg.num_components != NUM_DIGITS:
         raise ConfigError(f"prior gmm_indexed uses digits as component indices: num_components must be {NUM_DIGITS}")
-    prior = build_prior(cfg.prior, cfg.latent_dim, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
+    # Only the prior's labels matter here: build it on the meta device (no memory, no draw from the
+    # global RNG) at latent size 1, whatever sizes were asked for.
+    with torch.device("meta"):
+        prior = build_prior(cfg.prior, 1, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
     if cfg.condition_critic and not prior.labels_are_digits:
         raise ConfigError(f"condition_critic needs digit labels: prior {cfg.prior} has none (use class_gaussian or gmm_indexed)")
     if cfg.condition_generator and prior.num_labels == 0:

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from runtime.clitools import run_app
-from runtime.manifest import ArtifactError
+from runtime.manifest import ArtifactError, record_evaluation
 from runtime.model import InvalidRequest
 
 from .checkpoint import CheckpointError
@@ -24,8 +24,9 @@ from .evaluation.figures import plot_sigma_sweep
 from .evaluation.protocols import PROTOCOLS
 from .evaluation.proxy_classifier import CLASSIFIER_DIR, train_classifier
 from .evaluation.report import markdown, write_outputs
+from .evaluation.results import results_markdown, update_readme, write_grids
 from .evaluation.scoring import Evaluator
-from .evaluation.sources import load_generator, open_source
+from .evaluation.sources import is_artifact, load_generator, open_source
 from .evaluation.studies import class_sampling_study, real_vs_real_floor, sigma_sweep
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -59,17 +60,29 @@ def score_command(
     seed: int = SeedOption,
     class_sampling: Optional[str] = typer.Option(None, "--class-sampling", help="conditional models: uniform "
                                                  "(equal counts per digit, default) or mnist (MNIST train frequencies)"),
+    drs_rate: Optional[float] = typer.Option(None, "--drs-rate", help="exported artifacts: sample through DRS at this target acceptance "
+                                             "rate (0.2 = 20 %)"),
+    record: bool = typer.Option(False, "--record", help="exported artifacts: add the result to the artifact's "
+                                "manifest.json (replacing the same protocol/seed/samples/DRS measurement)"),
     data_root: Optional[Path] = DataRootOption,
     json_path: Optional[Path] = JsonOption,
     markdown_path: Optional[Path] = MarkdownOption,
     quiet: bool = QuietOption,
 ):
     """Score a run, an exported artifact or a folder of PNGs against MNIST test."""
+    if drs_rate is not None and not 0 < drs_rate <= 1:
+        raise EvaluationError(f"--drs-rate must be a target acceptance rate in (0, 1], got {drs_rate:g}")
+    if record and not is_artifact(source):
+        raise EvaluationError(f"--record needs an exported artifact folder; {source} is not one")
     root = resolve_data_root(data_root)
     evaluator = Evaluator(protocol, root, progress=not quiet)
     samples = open_source(source, n if n is None else evaluator.sample_count(n), seed, class_sampling, root,
-                          evaluator.protocol.samples, progress=not quiet)
-    _report("score", [evaluator.score(samples)], evaluator, json_path, markdown_path)
+                          evaluator.protocol.samples, progress=not quiet, drs_rate=drs_rate)
+    result = evaluator.score(samples)
+    _report("score", [result], evaluator, json_path, markdown_path,
+            label=("source", lambda r: r["source"] + (f" (DRS {r['drs_rate']:.0%})" if r.get("drs_rate") else "")))
+    if record:
+        record_evaluation(source, result)
 
 
 @app.command("floor")
@@ -156,6 +169,28 @@ def train_classifier_command(
     manifest = train_classifier(load_mnist_uint8(root, train=True), load_mnist_uint8(root, train=False), out,
                                 epochs=epochs, seed=seed, progress=not quiet)
     typer.echo(json.dumps({"out": str(out), "test_accuracy": manifest["test_accuracy"], "files": manifest["files"]}))
+
+
+@app.command("results")
+def results_command(
+    artifacts: Path = typer.Option(Path("artifacts"), "--artifacts", help="the shipped models (and p0_floor.json)"),
+    readme: Path = typer.Option(Path("README.md"), "--readme", help="file holding the results markers"),
+    grids: Path = typer.Option(Path("docs/results"), "--grids", help="folder for one sample grid PNG per model"),
+    check: bool = typer.Option(False, "--check", help="write nothing; exit 1 if the README differs from the "
+                               "manifests"),
+):
+    """Regenerate the README's results table (P0 and proxy, plain and DRS 20 %) from the artifacts' manifests."""
+    section = results_markdown(artifacts, grids, readme.parent)
+    if check:
+        if not update_readme(readme, section, check=True):
+            typer.echo(f"eval-gan: {readme}'s results differ from the manifests in {artifacts}; "
+                       "run `eval-gan results`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{readme} matches the manifests in {artifacts}")
+        return
+    write_grids(artifacts, grids)
+    update_readme(readme, section, check=False)
+    typer.echo(f"wrote the results section of {readme} and the grids in {grids}")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from .objectives import CONSTRAINTS
 from .priors import build_prior
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+METRICS_NAME = "metrics.jsonl"
 
 
 @dataclass
@@ -39,3 +41,17 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu") -> TrainedRu
     except RuntimeError:
         raise CheckpointError(f"checkpoint in {run_dir} does not match its config.json (different model)") from None
     return TrainedRun(cfg, generator.to(device).eval(), critic.to(device).eval(), state["epoch"], run_dir)
+
+
+def training_cost(run_dir: Path, epochs: int) -> dict:
+    """What the first `epochs` epochs cost, from metrics.jsonl: wall seconds and CPU seconds (all threads;
+    evaluation during training not included). A resumed epoch counts only the part after the resume."""
+    path = Path(run_dir) / METRICS_NAME
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        raise CheckpointError(f"cannot read the training log {path}") from None
+    records = [r for r in records if r.get("epoch", 0) <= epochs]
+    return {"wall_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in records), 1),
+            "cpu_seconds": round(sum(r.get("epoch_cpu_seconds", 0.0) for r in records), 1),
+            "epochs_logged": len(records)}

@@ -25,6 +25,7 @@ from runtime.fsutil import atomic_write_bytes, atomic_write_text
 from runtime.images import grid_png, unit_to_uint8
 
 from .checkpoint import (
+    CheckpointError,
     load_checkpoint,
     optimizer_tensors,
     prefixed,
@@ -41,7 +42,7 @@ from .models import build_models
 from .objectives import CONSTRAINTS, OBJECTIVES
 from .plots import plot_training_curves
 from .priors import build_prior
-from .run import CHECKPOINT_NAME
+from .run import CHECKPOINT_NAME, METRICS_NAME
 
 # Running sums kept per epoch: critic-step stats, then generator-step stats.
 CRITIC_STATS = ("loss_d", "wasserstein", "d_real", "d_fake", "penalty")
@@ -222,18 +223,22 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         tensors, state = load_checkpoint(path)
-        self.generator.load_state_dict(unprefixed("generator", tensors))
-        self.critic.load_state_dict(unprefixed("critic", tensors))
-        if self.ema is not None:
-            self.ema.load_state_dict(unprefixed("ema", tensors))
-        restore_optimizer("optim_g", self.opt_g, tensors, state["optim_g_groups"])
-        restore_optimizer("optim_d", self.opt_d, tensors, state["optim_d_groups"])
-        self.data_rng.set_state(tensors["rng.data"])
-        self.noise_rng.set_state(tensors["rng.noise"])
-        self.perm = tensors["loop.perm"].to(self.device)
-        self.sums = tensors["loop.sums"].to(self.device)
-        self.counts = tensors["loop.counts"]
-        self.epoch, self.step = state["epoch"], state["step"]
+        try:
+            self.generator.load_state_dict(unprefixed("generator", tensors))
+            self.critic.load_state_dict(unprefixed("critic", tensors))
+            if self.ema is not None:
+                self.ema.load_state_dict(unprefixed("ema", tensors))
+            restore_optimizer("optim_g", self.opt_g, tensors, state["optim_g_groups"])
+            restore_optimizer("optim_d", self.opt_d, tensors, state["optim_d_groups"])
+            self.data_rng.set_state(tensors["rng.data"])
+            self.noise_rng.set_state(tensors["rng.noise"])
+            self.perm = tensors["loop.perm"].to(self.device)
+            self.sums = tensors["loop.sums"].to(self.device)
+            self.counts = tensors["loop.counts"]
+            self.epoch, self.step = state["epoch"], state["step"]
+        except (RuntimeError, KeyError, ValueError, TypeError):  # a config.json edited after training began
+            raise CheckpointError(f"checkpoint {path} does not match {self.run_dir / 'config.json'} "
+                                  "(another model, optimizer or ema_decay)") from None
 
     # ------------------------------------------------------------------ evaluation
     def sampling_generator(self) -> torch.nn.Module:
@@ -271,7 +276,7 @@ class RunLogger:
     def __init__(self, run_dir: Path, resume_epoch: int):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.metrics_path = run_dir / "metrics.jsonl"
+        self.metrics_path = run_dir / METRICS_NAME
         self.records = self._read_records(resume_epoch)
         self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_epoch + 1 if resume_epoch else None)
         (run_dir / "samples").mkdir(exist_ok=True)
@@ -289,8 +294,9 @@ class RunLogger:
 
     def log(self, record: dict) -> None:
         self.records.append(record)
-        with self.metrics_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        # Rewritten whole and atomically, not appended: a kill mid-append would leave a torn last line
+        # that the next --resume cannot parse.
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in self.records))
         for key, value in record.items():
             if key != "epoch" and isinstance(value, (int, float)):
                 self.writer.add_scalar(key, value, record["epoch"])
@@ -334,7 +340,7 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
     try:
         with stop_on_signals(trainer):
             while trainer.epoch < cfg.epochs:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 with tqdm(total=trainer.steps_per_epoch, initial=trainer.step, disable=trainer.quiet,
                           desc=f"epoch {trainer.epoch + 1}/{cfg.epochs}", unit="step", leave=False) as progress:
                     finished = trainer.train_epoch(progress)
@@ -354,6 +360,8 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                 seconds = time.perf_counter() - started
                 record = {"epoch": trainer.epoch, **stats, **trainer.constraint.diagnostics(trainer.critic),
                           "epoch_seconds": seconds,
+                          # CPU time of every thread of this process: the cost in CPU-hours, whatever the threads.
+                          "epoch_cpu_seconds": time.process_time() - cpu_started,
                           "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds}
                 evaluating = trainer.epoch % cfg.eval_every == 0 or trainer.epoch == cfg.epochs
                 if evaluating:

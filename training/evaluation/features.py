@@ -6,9 +6,11 @@ are taken in float64 downstream.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -43,16 +45,23 @@ class InceptionPool3:
     name = "inception-pool3"
 
     def __init__(self):
+        import pytorch_fid.inception
         from pytorch_fid.inception import InceptionV3
 
         weights = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
-        try:  # pytorch-fid loads the weights from TORCH_HOME, downloading them when they are absent
-            self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+        # pytorch-fid loads the weights from TORCH_HOME (downloading them when they are absent) with
+        # torch.hub's default weights_only=False, which unpickles whatever that file holds: tensors only.
+        tensors_only = functools.partial(torch.hub.load_state_dict_from_url, weights_only=True)
+        try:
+            with mock.patch.object(pytorch_fid.inception, "load_state_dict_from_url", tensors_only):
+                self.model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
         except Exception as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise EvaluationError(
                 f"the FID Inception weights are not at {weights} and could not be downloaded ({reason}); "
                 f"set TORCH_HOME to a folder holding hub/checkpoints/{INCEPTION_WEIGHTS}, or go online") from None
+        # Channels-last convolutions: 1.5x faster on CPU here, features equal to ~5e-6 (float rounding).
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.fingerprint = {"extractor": self.name, "weights": INCEPTION_WEIGHTS,
                             "bytes": weights.stat().st_size, "sha256": _file_sha256(weights)}
 
@@ -62,7 +71,8 @@ class InceptionPool3:
         for start in tqdm(range(0, len(images_uint8), INCEPTION_BATCH), desc="Inception features",
                           unit="batch", disable=not progress, leave=False):
             batch = torch.as_tensor(images_uint8[start:start + INCEPTION_BATCH]).float().div(255.0)
-            pooled = self.model(batch.unsqueeze(1).expand(-1, 3, -1, -1))[0]  # [B, 2048, 1, 1]
+            grey3 = batch.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+            pooled = self.model(grey3)[0]  # [B, 2048, 1, 1]
             out[start:start + len(batch)] = pooled[:, :, 0, 0].numpy()
         return Features(out, None)
 

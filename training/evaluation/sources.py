@@ -152,37 +152,45 @@ def sample_run(generator: GeneratorBundle, source: str, n: int, seed: int, class
     return samples
 
 
-def sample_artifact(folder: Path, n: int, seed: int, class_sampling: str | None, data_root: Path) -> Samples:
-    """n images from an exported model through runtime.model (onnxruntime, no DRS).
+def sample_artifact(folder: Path, n: int, seed: int, class_sampling: str | None, data_root: Path,
+                    drs_rate: float | None = None) -> Samples:
+    """n images from an exported model through runtime.model (onnxruntime), with DRS at `drs_rate` if given.
 
-    Conditional models get exact per-digit counts; digit d's noise is the runtime's for seed
-    `seed * 10 + d`, so that digits do not share their noise."""
+    Conditional models get exact per-digit counts (DRS then accepts each digit at its own gamma);
+    digit d's noise is the runtime's for seed `seed * 10 + d`, so that digits do not share their noise."""
     model = GanModel.load(folder)
     class_sampling = resolve_class_sampling(model.conditional, class_sampling)
     if model.conditional:
         counts = digit_counts(n, _digit_weights(class_sampling, data_root))
-        images = np.concatenate([model.generate(int(count), seed=seed * NUM_DIGITS + digit, digit=digit)[0]
+        images = np.concatenate([model.generate(int(count), seed=seed * NUM_DIGITS + digit, digit=digit,
+                                                drs_rate=drs_rate)[0]
                                  for digit, count in enumerate(counts) if count])
         labels = np.repeat(np.arange(NUM_DIGITS), counts)
     else:
-        images, labels = model.generate(n, seed=seed)[0], None
+        images, labels = model.generate(n, seed=seed, drs_rate=drs_rate)[0], None
     return Samples(images, labels, {"source": str(folder), "samples": n, "seed": seed,
-                                    "class_sampling": class_sampling})
+                                    "class_sampling": class_sampling, "drs_rate": drs_rate})
+
+
+def is_artifact(path: Path) -> bool:
+    return (path / "manifest.json").is_file() and any(path.glob("*.onnx"))
 
 
 def open_source(path: Path, n: int | None, seed: int, class_sampling: str | None, data_root: Path,
-                default_samples: int, progress: bool = False) -> Samples:
+                default_samples: int, progress: bool = False, drs_rate: float | None = None) -> Samples:
     """A run folder or checkpoint, or an exported artifact (n samples, default `default_samples`, from
-    `seed`), or a folder of PNGs (the first n, default all)."""
+    `seed`, through DRS at `drs_rate` if given), or a folder of PNGs (the first n, default all)."""
     path = Path(path)
     if not path.exists():
         raise EvaluationError(f"{path} does not exist; give a run folder, its {CHECKPOINT_NAME}, an exported "
                               "artifact or a folder of PNGs")
+    if drs_rate is not None and not is_artifact(path):
+        raise EvaluationError(f"--drs-rate needs an exported artifact (its calibrated DRS head); {path} is not one")
     if _run_dir(path) is not None:
         return sample_run(load_generator(path), str(path), n or default_samples, seed, class_sampling, data_root,
                           progress)
-    if (path / "manifest.json").is_file() and any(path.glob("*.onnx")):
-        return sample_artifact(path, n or default_samples, seed, class_sampling, data_root)
+    if is_artifact(path):
+        return sample_artifact(path, n or default_samples, seed, class_sampling, data_root, drs_rate)
     if path.is_dir():
         if class_sampling is not None:
             raise EvaluationError("--class-sampling applies to run folders, not to a folder of PNGs")

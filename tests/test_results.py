@@ -1,0 +1,71 @@
+"""`eval-gan results`: the README's results section comes from the manifests, and --check proves it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+from PIL import Image
+
+from .test_demo import CONDITIONAL, UNCONDITIONAL, demo_artifacts  # noqa: F401 (the fixture)
+from .test_evaluation_cli import assert_one_line_error, run_eval  # noqa: F401 (the fixture)
+
+FLOOR = {"source": "MNIST train (10,000 random images, seed 0)", "metrics": {
+    "p0/fid": 1.5558, "p0/precision_k3": 0.7858, "p0/recall_k3": 0.8108, "p0/precision_k5": 0.8764,
+    "p0/recall_k5": 0.8933}}
+
+
+def _layout(tmp_path, demo_artifacts):  # noqa: F811
+    root = tmp_path / "artifacts"
+    shutil.copytree(demo_artifacts, root)
+    (root / "p0_floor.json").write_text(json.dumps(FLOOR))
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n## Results\n<!-- results:start -->\nold\n<!-- results:end -->\n\n## After\n")
+    return root, readme, tmp_path / "docs" / "results"
+
+
+def test_results_section_is_the_manifests_numbers_and_check_notices_a_change(run_eval, demo_artifacts,  # noqa: F811
+                                                                             tmp_path):
+    root, readme, grids = _layout(tmp_path, demo_artifacts)
+    options = ["--artifacts", root, "--readme", readme, "--grids", grids]
+    stale = run_eval("results", "--check", *options)
+    assert stale.returncode == 1 and "differ from the manifests" in stale.stderr
+
+    written = run_eval("results", *options)
+    assert written.returncode == 0, written.stderr
+    text = readme.read_text()
+    assert text.startswith("# Title\n\n## Results\n<!-- results:start -->\n") and text.endswith("\n## After\n")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith((f"| {CONDITIONAL} ", f"| {UNCONDITIONAL} "))]
+    # The unconditional model (P0 FID 95.5) sorts first; the conditional one has two seeds and a DRS record.
+    assert [(row[0], row[5]) for row in rows] == [(UNCONDITIONAL, "plain"), (CONDITIONAL, "plain"),
+                                                 (CONDITIONAL, "DRS 20%")]
+    assert rows[1][1:4] == ["wgan_gp_cond", "mlp", "1"] and float(rows[1][4]) >= 0  # CPU-hours from the manifest
+    assert rows[1][6:12] == ["2", "120.25 ± 1.00", "0.550 ± 0.000", "0.470 ± 0.000", "–", "–"]
+    assert rows[2][6:8] == ["1", "110.00"] and rows[0][6:8] == ["1", "95.50"]
+    assert "Real-vs-real floor (P0, MNIST train (10,000 random images, seed 0) vs MNIST test 10k): FID 1.56" in text
+    assert f"not met by `{UNCONDITIONAL}` (fid 95.500, precision_k3 0.610, recall_k3 0.520, 1 seed(s))" in text
+    assert f"not met by `{CONDITIONAL}` (fid 120.250" in text and "CPU-h)" in text
+    assert "| seed 000 (local) | conditional WGAN-GP, 600 epochs | 15.15 | 0.516 | 0.67 |" in text
+    for name, rows_of_grid in ((CONDITIONAL, 10), (UNCONDITIONAL, 10)):
+        assert f"![{name}](docs/results/{name}.png)" in text
+        assert np.asarray(Image.open(grids / f"{name}.png")).shape == (rows_of_grid * 30 + 2, 302)
+
+    assert run_eval("results", "--check", *options).returncode == 0
+    manifest = json.loads((root / CONDITIONAL / "manifest.json").read_text())
+    manifest["evaluation"][0]["metrics"]["p0/fid"] += 0.5
+    (root / CONDITIONAL / "manifest.json").write_text(json.dumps(manifest))
+    assert run_eval("results", "--check", *options).returncode == 1
+    assert readme.read_text() == text  # --check writes nothing
+
+
+def test_results_needs_the_markers_and_models(run_eval, demo_artifacts, tmp_path):  # noqa: F811
+    root, readme, grids = _layout(tmp_path, demo_artifacts)
+    readme.write_text("# no markers\n")
+    assert_one_line_error(run_eval("results", "--artifacts", root, "--readme", readme, "--grids", grids),
+                          "has no <!-- results:start --> ... <!-- results:end --> markers")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_eval("results", "--artifacts", tmp_path / "empty", "--readme", readme),
+                          "no exported models in")
+    assert readme.read_text() == "# no markers\n"

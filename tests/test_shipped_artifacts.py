@@ -1,0 +1,57 @@
+"""The models shipped in artifacts/: intact, runnable, and the README's results are their manifests' numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from runtime.manifest import P0_PROTOCOL
+from runtime.model import GanModel
+from runtime.registry import best_model, runnable, shipped_models
+
+from .conftest import REPO
+
+SHIPPED = runnable(shipped_models(REPO / "artifacts"))
+TOTAL_BYTES_LIMIT = 150 * 2**20
+
+
+def test_models_are_shipped_and_artifacts_stay_small():
+    assert SHIPPED, "artifacts/ holds no exported GAN"
+    total = sum(path.stat().st_size for path in (REPO / "artifacts").rglob("*") if path.is_file())
+    assert total <= TOTAL_BYTES_LIMIT, f"artifacts/ is {total / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=[entry.name for entry in SHIPPED])
+def test_every_shipped_model_verifies_and_generates(entry):
+    entry.manifest.verify()  # every graph against its sha256
+    model = GanModel(entry.manifest)
+    images, stats = model.generate(64, seed=0)
+    again, _ = model.generate(64, seed=0)
+    assert images.shape == (64, 28, 28) and images.dtype == np.uint8 and np.array_equal(images, again)
+    assert images.std() > 20  # digits, not a constant image
+    assert stats.proposals == 64
+    drs_images, drs_stats = model.generate(64, seed=0, drs_rate=0.2)
+    assert drs_images.shape == (64, 28, 28) and drs_stats.proposals > 64
+    assert entry.manifest.data["training"]["cpu_seconds"] > 0
+    assert entry.manifest.metric_summary("proxy"), "no proxy result recorded"
+
+
+def test_the_default_model_is_the_lowest_p0_fid():
+    scored = [(entry.manifest.p0_fid(), entry.name) for entry in SHIPPED if entry.manifest.p0_fid() is not None]
+    chosen, _ = best_model(shipped_models(REPO / "artifacts"))
+    if scored:
+        assert chosen.name == min(scored)[1]
+    assert all(record["protocol"] in (P0_PROTOCOL, "proxy") for entry in SHIPPED
+               for record in entry.manifest.data["evaluation"])
+
+
+def test_readme_results_equal_the_manifests():
+    result = subprocess.run([sys.executable, "-c", "from training.evaluate_cli import main; main()", "results",
+                             "--check"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for entry in SHIPPED:
+        assert (REPO / "docs" / "results" / f"{entry.name}.png").is_file()

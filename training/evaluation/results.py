@@ -1,0 +1,155 @@
+"""The README's results section, regenerated from the shipped artifacts' manifests (`eval-gan results`).
+
+Every number comes from a manifest's evaluation records (`eval-gan score ARTIFACT --record`) or the
+stored real-vs-real floor; `--check` proves the README still says exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runtime.fsutil import atomic_write_bytes, atomic_write_text
+from runtime.images import grid_png
+from runtime.manifest import P0_PROTOCOL, Manifest, MetricSummary
+from runtime.model import GanModel
+from runtime.registry import runnable, shipped_models
+
+from . import EvaluationError
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+FLOOR_FILE = "p0_floor.json"  # `eval-gan floor --protocol p0` record, stored beside the models
+DRS_RATE = 0.2
+GRID_SEED = 0
+
+# The seeds' reported numbers, as they reported them (../shared/seeds/); not comparable one to one with P0.
+SEED_RESULTS = [
+    ("seed 000 (local)", "vanilla GAN", None, None, None,
+     "platform only: FID 108.1, precision 0.56, recall 0.09"),
+    ("seed 000 (local)", "static GM-GAN, 90 epochs", 35.82, 0.28, 0.52, "pytorch-fid; IPR k=5 (VGG16)"),
+    ("seed 000 (local)", "WGAN-GP, 100 epochs", 26.90, 0.42, 0.59, "pytorch-fid; IPR k=5 (VGG16)"),
+    ("seed 000 (platform)", "WGAN-GP, 100 epochs", 35.48, 0.48, 0.32, "the course platform's evaluation"),
+    ("seed 000 (local)", "conditional WGAN-GP, 600 epochs", 15.15, 0.516, 0.670, "pytorch-fid; IPR k=5 (VGG16)"),
+    ("seed 000 (platform)", "conditional WGAN-GP, 600 epochs", 24.24, 0.50, 0.20, "the course platform's evaluation"),
+    ("seed 001", "WGAN-GP + DRS", 62, 0.67, 0.62, "unstated protocol; 'accuracy' reported as precision"),
+]
+METRICS = [("FID", "fid", 2), ("P k=3", "precision_k3", 3), ("R k=3", "recall_k3", 3),
+           ("P k=5", "precision_k5", 3), ("R k=5", "recall_k5", 3)]
+PROXY_METRICS = [("proxy FID", "fid", 2), ("proxy P k=3", "precision_k3", 3), ("proxy R k=3", "recall_k3", 3)]
+
+
+def _cell(summary: dict[str, MetricSummary], key: str, decimals: int) -> str:
+    if key not in summary:
+        return "–"
+    item = summary[key]
+    return f"{item.mean:.{decimals}f}" + (f" ± {item.spread:.{decimals}f}" if item.seeds > 1 else "")
+
+
+def _seeds(summary: dict[str, MetricSummary]) -> str:
+    return str(max(item.seeds for item in summary.values())) if summary else "–"
+
+
+def _cpu_hours(manifest: Manifest) -> str:
+    seconds = manifest.data["training"].get("cpu_seconds")
+    return f"{seconds / 3600:.2f}" if seconds else "–"
+
+
+def read_floor(root: Path) -> dict | None:
+    path = root / FLOOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise EvaluationError(f"{path} is not valid JSON; rewrite it with `eval-gan floor --json`") from None
+
+
+def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
+    """The results section: one row per model and sampling, the floor, the targets, the seeds, the grids."""
+    models = [entry.manifest for entry in runnable(shipped_models(root))]
+    if not models:
+        raise EvaluationError(f"no exported models in {root}")
+    models.sort(key=lambda m: (m.p0_fid() is None, m.p0_fid() or 0.0, m.name))
+    header = ["model", "preset", "arch", "epochs", "train CPU-h", "sampling", "P0 seeds",
+              *(title for title, _, _ in METRICS), *(title for title, _, _ in PROXY_METRICS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for manifest in models:
+        data = manifest.data
+        for rate in (None, DRS_RATE):
+            p0, proxy = manifest.metric_summary(P0_PROTOCOL, rate), manifest.metric_summary("proxy", rate)
+            if rate is not None and not (p0 or proxy):
+                continue
+            cells = [manifest.name, data["variant"], data["architecture"], str(data["training"]["epochs_completed"]),
+                     _cpu_hours(manifest), "plain" if rate is None else f"DRS {rate:.0%}", _seeds(p0),
+                     *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
+                     *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS)]
+            lines.append("| " + " | ".join(cells) + " |")
+    floor = read_floor(root)
+    if floor is None:
+        lines += ["", f"Real-vs-real floor (P0): not stored; run `eval-gan floor --protocol p0 --json "
+                      f"{root / FLOOR_FILE}`."]
+    else:
+        values = ", ".join(f"{title} {floor['metrics'][f'{P0_PROTOCOL}/{key}']:.{decimals}f}"
+                           for title, key, decimals in METRICS)
+        lines += ["", f"Real-vs-real floor (P0, {floor['source']} vs MNIST test 10k): {values}."]
+    lines += ["", *_targets(models), "", "The seeds' own numbers (their protocols, not P0; see PROTOCOL.md):", "",
+              "| report | model | FID | precision | recall | protocol |", "|---|---|---|---|---|---|"]
+    lines += [f"| {source} | {model} | {'–' if fid is None else fid} | {'–' if p is None else p} | "
+              f"{'–' if r is None else r} | {protocol} |" for source, model, fid, p, r, protocol in SEED_RESULTS]
+    lines += ["", "Sample grids (seed 0, no DRS):", ""]
+    for manifest in models:
+        _, layout = GanModel(manifest).grid_layout()
+        image = (grid_folder / f"{manifest.name}.png").resolve().relative_to(readme_dir.resolve())
+        lines.append(f"- `{manifest.name}` ({layout}): ![{manifest.name}]({image.as_posix()})")
+    return "\n".join([START, *lines, END]) + "\n"
+
+
+def _targets(models: list[Manifest]) -> list[str]:
+    """Issue 6's targets, each with the measured numbers that meet or miss it."""
+    def verdict(manifest: Manifest | None, fid: float, precision: float, recall: float, hours: float | None) -> str:
+        if manifest is None:
+            return "no such model shipped yet"
+        summary = manifest.metric_summary()
+        if not summary:
+            return f"`{manifest.name}` has no P0 result yet"
+        got = {key: summary[key].mean for key in ("fid", "precision_k3", "recall_k3") if key in summary}
+        cpu_hours = manifest.data["training"].get("cpu_seconds", 0) / 3600
+        met = (got.get("fid", 1e9) <= fid and got.get("precision_k3", 0) >= precision
+               and got.get("recall_k3", 0) >= recall and (hours is None or cpu_hours <= hours))
+        measured = ", ".join(f"{key} {value:.3f}" for key, value in got.items())
+        return (f"{'met' if met else 'not met'} by `{manifest.name}` ({measured}, {_seeds(summary)} seed(s)"
+                + (f", {cpu_hours:.2f} CPU-h" if hours is not None else "") + ")")
+
+    scored = [m for m in models if m.p0_fid() is not None]
+    best = scored[0] if scored else None
+    template = [m for m in scored if m.conditional and m.data["architecture"] == "mlp"] or [
+        m for m in models if m.conditional and m.data["architecture"] == "mlp"]
+    return ["Targets (P0, 10,000 samples, k=3):", "",
+            f"- best shipped model, FID ≤ 5, precision and recall ≥ 0.75: {verdict(best, 5, 0.75, 0.75, None)}",
+            "- template MLP generator, conditional, FID ≤ 10, precision and recall ≥ 0.70, ≤ 2 CPU-hours: "
+            + verdict(template[0] if template else None, 10, 0.70, 0.70, 2.0)]
+
+
+def write_grids(root: Path, grid_folder: Path) -> None:
+    grid_folder.mkdir(parents=True, exist_ok=True)
+    for entry in runnable(shipped_models(root)):
+        model = GanModel(entry.manifest)
+        images, rows = model.grid(seed=GRID_SEED)
+        atomic_write_bytes(grid_folder / f"{entry.name}.png", grid_png(images, rows=rows))
+
+
+def update_readme(readme: Path, section: str, check: bool) -> bool:
+    """Replace the section between the markers; with `check`, only say whether it is already current."""
+    try:
+        text = readme.read_text()
+    except OSError as error:
+        raise EvaluationError(f"cannot read {readme} ({error.strerror})") from None
+    if START not in text or END not in text:
+        raise EvaluationError(f"{readme} has no {START} ... {END} markers for the results section")
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1].removeprefix("\n")
+    updated = before + section + after
+    if check:
+        return updated == text
+    atomic_write_text(readme, updated)
+    return True
