@@ -25,11 +25,12 @@ def check_output_folder(out: Path, force: bool) -> None:
 
 
 def export_run(run_dir: Path, graph_format: str, out: Path, data_root: Path, burn_in: int = MIN_BURN_IN,
-               seed: int = 0, evaluation: list[dict] | None = None, force: bool = False) -> dict:
+               seed: int = 0, evaluation: list[dict] | None = None, force: bool = False,
+               raw_generator: bool = False) -> dict:
     """Calibrate DRS on the run's held-out images, export both graphs, write `out`; returns the manifest."""
     out = Path(out)
     check_output_folder(out, force)
-    trained = load_trained(run_dir)
+    trained = load_trained(run_dir, raw_generator=raw_generator)
     if trained.cfg.holdout == 0:
         raise ExportError(f"run {run_dir} held out no training images (holdout 0); DRS calibration needs them")
     generator, critic = freeze_(trained.generator), freeze_(trained.critic)

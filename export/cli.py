@@ -43,9 +43,11 @@ def export_command(
     burn_in: int = typer.Option(MIN_BURN_IN, "--burn-in", help=f"generated samples for D~_M and gamma (>= {MIN_BURN_IN})"),
     seed: int = typer.Option(0, "--seed", help="seed of the calibration and burn-in samples"),
     evaluation: Optional[Path] = typer.Option(None, "--evaluation", show_default=False,
-                                              help="JSON results to record, e.g. [{\"protocol\": \"p0\", \"fid\": 12.3}]"),
+                                              help="evaluation records to store, as `eval-gan score --json` writes them"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]",
                                              show_default=False),
+    raw_generator: bool = typer.Option(False, "--raw-generator", help="export the trained generator itself, not "
+                                       "the run's EMA of it (an EMA lags a generator that still improves fast)"),
 ) -> None:
     if burn_in < MIN_BURN_IN:
         raise UserError(f"--burn-in must be >= {MIN_BURN_IN} (D~_M is a maximum over at least 10k samples), got {burn_in}")
@@ -53,7 +55,8 @@ def export_command(
         raise UserError(f"{run_dir} is not a run folder (no config.json)")
     results = read_evaluation(evaluation) if evaluation is not None else []
     target = out if out is not None else default_output(run_dir, graph_format.value)
-    manifest = export_run(run_dir, graph_format.value, target, resolve_data_root(data_root), burn_in, seed, results, force)
+    manifest = export_run(run_dir, graph_format.value, target, resolve_data_root(data_root), burn_in, seed, results, force,
+                          raw_generator)
     drs = manifest["drs"]
     typer.echo(json.dumps({
         "out": str(target),

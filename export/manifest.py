@@ -86,6 +86,7 @@ def manifest_facts(trained: TrainedRun, calibration: Calibration, graph_format: 
         "opset": OPSET if graph_format == "onnx" else None,
         "producers": producers,
         "training": {"config": cfg.to_dict(), "epochs_completed": trained.epoch, "run_dir": str(trained.run_dir),
+                     "generator_weights": trained.generator_weights,
                      **training_cost(trained.run_dir, trained.epoch)},
     }
 

@@ -21,11 +21,13 @@ from export.graphs import SERIALISERS, DrsHead, build_graphs, freeze_
 from export.manifest import ExportError
 from runtime.drs import EPSILON, RATE_GRID, drs_f, interpolate_gamma, sigmoid, solve_gamma
 from runtime.manifest import GRAPH_IO, sha256_hex
+from training.checkpoint import load_checkpoint
 from training.config import resolve
 from training.models import build_models
 from training.objectives import CONSTRAINTS
 from training.presets import PRESETS
 from training.priors import build_prior
+from training.run import load_trained
 from training.trainer import Trainer, train
 
 from .conftest import DATA_ROOT, REPO, tiny_overrides
@@ -211,6 +213,7 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
     assert manifest["evaluation"] == [record]
     assert manifest["opset"] == 18 and manifest["producers"]["torch"] == torch.__version__
     assert manifest["training"]["config"]["variant"] == "wgan_gp_cond" and manifest["training"]["epochs_completed"] == 1
+    assert manifest["training"]["generator_weights"] == "raw"  # the run kept no EMA
     logged = [json.loads(line) for line in (conditional_run / "metrics.jsonl").read_text().splitlines()]
     assert manifest["training"]["cpu_seconds"] == round(logged[0]["epoch_cpu_seconds"], 1) > 0  # the cost it reports
     assert manifest["training"]["wall_seconds"] == round(logged[0]["epoch_seconds"], 1) > 0
@@ -291,3 +294,14 @@ def test_export_gan_bad_input_is_one_line(conditional_run, tmp_path, args, fragm
     result = run_export_cli(*args, "--out", tmp_path / "out")
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ema_generator_is_loaded_unless_the_raw_one_is_asked_for(tmp_path):
+    run = train_tiny_run(tmp_path, "wgan_gp", ema_decay=0.9)
+    ema, raw = load_trained(run), load_trained(run, raw_generator=True)
+    assert (ema.generator_weights, raw.generator_weights) == ("ema", "raw")
+    tensors, _ = load_checkpoint(run / "checkpoint.safetensors")
+    for name, value in raw.generator.state_dict().items():
+        assert torch.equal(value, tensors[f"generator.{name}"])
+        assert torch.equal(ema.generator.state_dict()[name], tensors[f"ema.module.{name}"])
+    assert any(not torch.equal(value, ema.generator.state_dict()[name]) for name, value in raw.generator.state_dict().items())

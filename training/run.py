@@ -22,25 +22,29 @@ METRICS_NAME = "metrics.jsonl"
 @dataclass
 class TrainedRun:
     cfg: TrainConfig
-    generator: GeneratorBundle  # the EMA weights when the run kept an EMA, else the raw ones; eval mode
+    generator: GeneratorBundle  # eval mode; weights as `generator_weights` says
     critic: nn.Module  # eval mode
     epoch: int  # completed epochs
     run_dir: Path
+    generator_weights: str  # "ema" (the run's EMA of G) or "raw" (the trained G itself)
 
 
-def load_trained(run_dir: Path, device: str | torch.device = "cpu") -> TrainedRun:
+def load_trained(run_dir: Path, device: str | torch.device = "cpu", raw_generator: bool = False) -> TrainedRun:
+    """The run's models; the generator is its EMA when the run kept one, unless `raw_generator` (an EMA lags
+    a generator that still improves fast, so short runs can be better raw)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     tensors, state = load_checkpoint(run_dir / CHECKPOINT_NAME)
     prior = build_prior(cfg.prior, cfg.latent_dim, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
     generator, critic = build_models(cfg, prior, CONSTRAINTS[cfg.lipschitz](cfg).spectral_norm)
-    ema = unprefixed("ema.module", tensors)
+    ema = {} if raw_generator else unprefixed("ema.module", tensors)
     try:
         generator.load_state_dict(ema if ema else unprefixed("generator", tensors))
         critic.load_state_dict(unprefixed("critic", tensors))
     except RuntimeError:
         raise CheckpointError(f"checkpoint in {run_dir} does not match its config.json (different model)") from None
-    return TrainedRun(cfg, generator.to(device).eval(), critic.to(device).eval(), state["epoch"], run_dir)
+    return TrainedRun(cfg, generator.to(device).eval(), critic.to(device).eval(), state["epoch"], run_dir,
+                      "ema" if ema else "raw")
 
 
 def training_cost(run_dir: Path, epochs: int) -> dict:

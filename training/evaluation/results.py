@@ -24,8 +24,7 @@ GRID_SEED = 0
 
 # The seeds' reported numbers, as they reported them (../shared/seeds/); not comparable one to one with P0.
 SEED_RESULTS = [
-    ("seed 000 (local)", "vanilla GAN", None, None, None,
-     "platform only: FID 108.1, precision 0.56, recall 0.09"),
+    ("seed 000 (platform)", "vanilla GAN", 108.1, 0.56, 0.09, "the course platform's evaluation"),
     ("seed 000 (local)", "static GM-GAN, 90 epochs", 35.82, 0.28, 0.52, "pytorch-fid; IPR k=5 (VGG16)"),
     ("seed 000 (local)", "WGAN-GP, 100 epochs", 26.90, 0.42, 0.59, "pytorch-fid; IPR k=5 (VGG16)"),
     ("seed 000 (platform)", "WGAN-GP, 100 epochs", 35.48, 0.48, 0.32, "the course platform's evaluation"),
@@ -33,6 +32,9 @@ SEED_RESULTS = [
     ("seed 000 (platform)", "conditional WGAN-GP, 600 epochs", 24.24, 0.50, 0.20, "the course platform's evaluation"),
     ("seed 001", "WGAN-GP + DRS", 62, 0.67, 0.62, "unstated protocol; 'accuracy' reported as precision"),
 ]
+# Figures copied beside the grids from the runs that made them (runs/ is not shipped), shown when present.
+FIGURES = [("Proxy metrics of `wgan_gp_cond` over training", "wgan_gp_cond_metrics.png"),
+           ("σ sweep of the static GM-GAN prior (quality ↔ diversity)", "sigma_sweep.png")]
 METRICS = [("FID", "fid", 2), ("P k=3", "precision_k3", 3), ("R k=3", "recall_k3", 3),
            ("P k=5", "precision_k5", 3), ("R k=5", "recall_k5", 3)]
 PROXY_METRICS = [("proxy FID", "fid", 2), ("proxy P k=3", "precision_k3", 3), ("proxy R k=3", "recall_k3", 3)]
@@ -70,7 +72,7 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
     if not models:
         raise EvaluationError(f"no exported models in {root}")
     models.sort(key=lambda m: (m.p0_fid() is None, m.p0_fid() or 0.0, m.name))
-    header = ["model", "preset", "arch", "epochs", "train CPU-h", "sampling", "P0 seeds",
+    header = ["model", "preset", "arch", "G weights", "epochs", "train CPU-h", "sampling", "P0 seeds",
               *(title for title, _, _ in METRICS), *(title for title, _, _ in PROXY_METRICS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for manifest in models:
@@ -79,7 +81,8 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
             p0, proxy = manifest.metric_summary(P0_PROTOCOL, rate), manifest.metric_summary("proxy", rate)
             if rate is not None and not (p0 or proxy):
                 continue
-            cells = [manifest.name, data["variant"], data["architecture"], str(data["training"]["epochs_completed"]),
+            cells = [manifest.name, data["variant"], data["architecture"], data["training"].get("generator_weights", "–"),
+                     str(data["training"]["epochs_completed"]),
                      _cpu_hours(manifest), "plain" if rate is None else f"DRS {rate:.0%}", _seeds(p0),
                      *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
                      *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS)]
@@ -101,6 +104,10 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
         _, layout = GanModel(manifest).grid_layout()
         image = (grid_folder / f"{manifest.name}.png").resolve().relative_to(readme_dir.resolve())
         lines.append(f"- `{manifest.name}` ({layout}): ![{manifest.name}]({image.as_posix()})")
+    for title, name in FIGURES:
+        if (grid_folder / name).is_file():
+            image = (grid_folder / name).resolve().relative_to(readme_dir.resolve())
+            lines += ["", f"{title}:", "", f"![{title}]({image.as_posix()})"]
     return "\n".join([START, *lines, END]) + "\n"
 
 
