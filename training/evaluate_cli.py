@@ -60,8 +60,8 @@ def score_command(
     seed: int = SeedOption,
     class_sampling: Optional[str] = typer.Option(None, "--class-sampling", help="conditional models: uniform "
                                                  "(equal counts per digit, default) or mnist (MNIST train frequencies)"),
-    drs_rate: Optional[float] = typer.Option(None, "--drs-rate", help="exported artifacts: sample through DRS at this target acceptance "
-                                             "rate (0.2 = 20 %)"),
+    drs_rate: Optional[float] = typer.Option(None, "--drs-rate", help="exported artifacts: sample through DRS "
+                                             "at this target acceptance rate (0.2 = 20 %)"),
     record: bool = typer.Option(False, "--record", help="exported artifacts: add the result to the artifact's "
                                 "manifest.json (replacing the same protocol/seed/samples/DRS measurement)"),
     data_root: Optional[Path] = DataRootOption,

@@ -7,6 +7,7 @@ stored real-vs-real floor; `--check` proves the README still says exactly that.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from runtime.fsutil import atomic_write_bytes, atomic_write_text
@@ -81,8 +82,9 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
             p0, proxy = manifest.metric_summary(P0_PROTOCOL, rate), manifest.metric_summary("proxy", rate)
             if rate is not None and not (p0 or proxy):
                 continue
-            cells = [manifest.name, data["variant"], data["architecture"], data["training"].get("generator_weights", "–"),
-                     str(data["training"]["epochs_completed"]),
+            training = data["training"]
+            cells = [manifest.name, data["variant"], data["architecture"], training.get("generator_weights", "–"),
+                     str(training["epochs_completed"]),
                      _cpu_hours(manifest), "plain" if rate is None else f"DRS {rate:.0%}", _seeds(p0),
                      *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
                      *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS)]
@@ -97,18 +99,22 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
         lines += ["", f"Real-vs-real floor (P0, {floor['source']} vs MNIST test 10k): {values}."]
     lines += ["", *_targets(models), "", "The seeds' own numbers (their protocols, not P0; see PROTOCOL.md):", "",
               "| report | model | FID | precision | recall | protocol |", "|---|---|---|---|---|---|"]
-    lines += [f"| {source} | {model} | {'–' if fid is None else fid} | {'–' if p is None else p} | "
-              f"{'–' if r is None else r} | {protocol} |" for source, model, fid, p, r, protocol in SEED_RESULTS]
+    lines += [f"| {source} | {model} | {fid} | {p} | {r} | {protocol} |"
+              for source, model, fid, p, r, protocol in SEED_RESULTS]
     lines += ["", "Sample grids (seed 0, no DRS):", ""]
     for manifest in models:
         _, layout = GanModel(manifest).grid_layout()
-        image = (grid_folder / f"{manifest.name}.png").resolve().relative_to(readme_dir.resolve())
-        lines.append(f"- `{manifest.name}` ({layout}): ![{manifest.name}]({image.as_posix()})")
+        grid = _link(grid_folder / f"{manifest.name}.png", readme_dir)
+        lines.append(f"- `{manifest.name}` ({layout}): ![{manifest.name}]({grid})")
     for title, name in FIGURES:
         if (grid_folder / name).is_file():
-            image = (grid_folder / name).resolve().relative_to(readme_dir.resolve())
-            lines += ["", f"{title}:", "", f"![{title}]({image.as_posix()})"]
+            lines += ["", f"{title}:", "", f"![{title}]({_link(grid_folder / name, readme_dir)})"]
     return "\n".join([START, *lines, END]) + "\n"
+
+
+def _link(image: Path, readme_dir: Path) -> str:
+    """The image's path as the README links it: relative to the README's folder."""
+    return Path(os.path.relpath(image.resolve(), readme_dir.resolve())).as_posix()
 
 
 def _targets(models: list[Manifest]) -> list[str]:
