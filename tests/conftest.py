@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,13 +25,35 @@ def data_root() -> Path:
 def evaluation_cache(tmp_path_factory) -> Path:
     """Cached real features go to one folder per test session (CLI subprocesses inherit it), not ~/.cache."""
     folder = tmp_path_factory.mktemp("eval-cache")
-    previous = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(folder)
-    yield folder
-    if previous is None:
-        del os.environ[CACHE_ENV]
-    else:
-        os.environ[CACHE_ENV] = previous
+    with environment_variable(CACHE_ENV, str(folder)):
+        yield folder
+
+
+@contextlib.contextmanager
+def environment_variable(name: str, value: str):
+    """Set a variable for longer-lived fixtures than monkeypatch serves (module, session), then restore it."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous
+
+
+def one_line_error_check(program: str):
+    """An assertion for `program`'s bad-input contract: exit `code`, one `PROG: error: ...` line on stderr
+    (besides `PROG: note:` lines), no traceback, and each fragment in that line."""
+    def check(result, *fragments, code: int = 2):
+        assert result.returncode == code, (result.stdout, result.stderr)
+        lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(f"{program}: note:")]
+        assert len(lines) == 1 and lines[0].startswith(f"{program}: error: "), result.stderr
+        assert "Traceback" not in result.stderr
+        for fragment in fragments:
+            assert fragment in lines[0], lines[0]
+    return check
 
 
 def tiny_overrides(**extra) -> dict:

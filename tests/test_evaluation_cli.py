@@ -16,7 +16,7 @@ from training.config import ConfigError, resolve
 from training.evaluate_cli import main
 from training.trainer import Trainer, train
 
-from .conftest import DATA_ROOT, REPO, tiny_overrides
+from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
 
 PROXY_KEYS = ("proxy/fid", "proxy/precision_k3", "proxy/recall_k3", "proxy/precision_k5", "proxy/recall_k5",
               "proxy/density_k5", "proxy/coverage_k5", "proxy/digits_covered", "proxy/kl_from_uniform")
@@ -44,12 +44,7 @@ def run_eval(monkeypatch, capsys):
     return run
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("eval-gan: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+assert_one_line_error = one_line_error_check("eval-gan")
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from training.priors import build_prior
 from training.run import load_trained
 from training.trainer import Trainer, train
 
-from .conftest import DATA_ROOT, REPO, tiny_overrides
+from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
 
 CONV = dict(arch="conv", conv_width=8)
 # Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm and conditioning.
@@ -182,12 +182,7 @@ def run_export_cli(*args, **env):
     )
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("export-gan: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+assert_one_line_error = one_line_error_check("export-gan")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from runtime.fsutil import TEMP_PREFIX, TEMP_SUFFIX
 from training.checkpoint import load_checkpoint
 from training.run import CHECKPOINT_NAME, METRICS_NAME
 
-from .conftest import DATA_ROOT, REPO
+from .conftest import DATA_ROOT, REPO, one_line_error_check
 
 EPOCHS = 24
 # 128 images, batch 32: 4 steps an epoch, ~0.1 s on one busy core; plots and grids every 4 epochs.
@@ -51,12 +51,7 @@ def run(*args, preexec_fn=None) -> subprocess.CompletedProcess:
                           timeout=PROCESS_TIMEOUT_S, preexec_fn=preexec_fn)
 
 
-def assert_one_line_error(result, *fragments, code=2):
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("train-gan: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+assert_one_line_error = one_line_error_check("train-gan")
 
 
 def temp_files(run_dir: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from runtime.model import GanModel, InvalidRequest, ProposalLimitReached
 from runtime.registry import ARTIFACTS_ENV, best_model, shipped_models
 from training.data import load_holdout_set
 
-from .conftest import DATA_ROOT, REPO
+from .conftest import DATA_ROOT, REPO, environment_variable, one_line_error_check
 from .test_export import single_torch_thread, train_tiny_run
 
 # Modules runtime/ may import: the standard library and what `pip install .` installs (pyproject.toml).
@@ -45,13 +45,8 @@ def artifacts(trained_runs, tmp_path_factory):
     with single_torch_thread():
         for name, run_dir in trained_runs.items():
             export_run(run_dir, "onnx", root / name, DATA_ROOT)  # the default 10k burn-in
-    previous = os.environ.get(ARTIFACTS_ENV)
-    os.environ[ARTIFACTS_ENV] = str(root)
-    yield root
-    if previous is None:
-        del os.environ[ARTIFACTS_ENV]
-    else:
-        os.environ[ARTIFACTS_ENV] = previous
+    with environment_variable(ARTIFACTS_ENV, str(root)):
+        yield root
 
 
 def run_cli(*args, cwd=REPO):
@@ -59,13 +54,7 @@ def run_cli(*args, cwd=REPO):
                           capture_output=True, text=True, cwd=cwd, timeout=300, env=dict(os.environ))
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("gan-runtime: note:")]
-    assert len(lines) == 1 and lines[0].startswith("gan-runtime: error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+assert_one_line_error = one_line_error_check("gan-runtime")
 
 
 # ---------------------------------------------------------------------- no torch

@@ -13,7 +13,7 @@ from training.config import ConfigError, resolve
 from training.data import DataError, load_mnist_uint8
 from training.presets import PRESETS
 
-from .conftest import DATA_ROOT, REPO
+from .conftest import DATA_ROOT, REPO, one_line_error_check
 
 
 def run_cli(*args, **env):
@@ -24,13 +24,7 @@ def run_cli(*args, **env):
     )
 
 
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("train-gan: error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+assert_one_line_error = one_line_error_check("train-gan")
 
 
 def test_list_prints_one_line_per_preset():
