@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Export a finished run to artifacts/<preset>_mlp and record its evaluations in the manifest:
+# Export a finished run to artifacts/<variant>_<arch> and record its evaluations in the manifest:
 # proxy (plain and DRS 20 %) and P0 for each given sampling seed (plain; DRS 20 % with seed 0 when asked).
-#   scripts/evaluate_shipped.sh PRESET ema|raw "P0_SEEDS" [drs]    e.g.  scripts/evaluate_shipped.sh wgan_gp_cond ema "0 1 2" drs
-# ema|raw: which generator to ship (raw when the run's EMA still lags it, measured with the proxy).
+#   scripts/evaluate_shipped.sh RUN ema|raw "P0_SEEDS" [drs]    e.g.  scripts/evaluate_shipped.sh wgan_gp_cond ema "0 1 2" drs
+# RUN is a folder under runs/ship/; ema|raw: which generator to ship (raw when the run's EMA still lags it,
+# measured with the proxy). An existing artifact is kept: `rm -rf` it first to re-export.
 set -euo pipefail
-preset=$1; weights=$2; seeds=$3; drs=${4:-}
-artifact=artifacts/${preset}_mlp
+run=runs/ship/$1; weights=$2; seeds=$3; drs=${4:-}
+artifact=artifacts/$(python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["variant"] + "_" + c["arch"])' "$run/config.json")
 raw=(); [[ $weights == raw ]] && raw=(--raw-generator)
-[[ -f $artifact/manifest.json ]] || export-gan "runs/ship/$preset" --format onnx --out "$artifact" "${raw[@]}"
+[[ -f $artifact/manifest.json ]] || export-gan "$run" --format onnx --out "$artifact" "${raw[@]}"
 eval-gan score "$artifact" --protocol proxy --record --quiet
 eval-gan score "$artifact" --protocol proxy --drs-rate 0.2 --record --quiet
 for seed in $seeds; do

@@ -49,11 +49,12 @@ assert_one_line_error = one_line_error_check("eval-gan")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_root):
-    """Tiny trained runs: conditional (wgan_gp_cond), static mixture (gmgan_static), plain (vanilla)."""
+    """Tiny trained runs: conditional (wgan_gp_cond), static mixture with an EMA of G (gmgan_static), plain
+    (vanilla)."""
     folder = tmp_path_factory.mktemp("runs")
     trained = {}
-    for variant, epochs in (("wgan_gp_cond", 2), ("gmgan_static", 1), ("vanilla", 1)):
-        cfg = resolve(variant, tiny_overrides(epochs=epochs))
+    for variant, extra in (("wgan_gp_cond", {"epochs": 2}), ("gmgan_static", {"ema_decay": 0.9}), ("vanilla", {})):
+        cfg = resolve(variant, tiny_overrides(**extra))
         run_dir = folder / variant
         run_dir.mkdir()
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))  # as train-gan writes it
@@ -137,6 +138,18 @@ def test_sigma_sweep_table_and_figure(run_eval, runs, tmp_path):
     assert_one_line_error(run_eval("sigma-sweep", runs["vanilla"], "--protocol", "proxy"),
                           "needs a Gaussian-mixture prior")
     assert_one_line_error(run_eval("sigma-sweep", runs["gmgan_static"], "--sigmas", "0.1,x"), "--sigmas")
+
+
+def test_sigma_sweep_can_study_the_raw_generator_instead_of_the_ema(run_eval, runs, tmp_path):
+    fids = {}
+    for weights in ("ema", "raw"):
+        records = tmp_path / f"{weights}.json"
+        flags = ["--raw-generator"] if weights == "raw" else []
+        result = run_eval("sigma-sweep", runs["gmgan_static"], "--sigmas", "0.5", "--protocol", "proxy", "--n", 200,
+                          "--figure", tmp_path / f"{weights}.png", "--json", records, "--quiet", *flags)
+        assert result.returncode == 0, result.stderr
+        fids[weights] = json.loads(records.read_text())["records"][0]["metrics"]["proxy/fid"]
+    assert fids["ema"] != fids["raw"]  # same seed and σ: only the weights differ
 
 
 def test_bad_input_is_one_line_and_exit_2(run_eval, runs, tmp_path):

@@ -189,6 +189,18 @@ def test_gradient_penalty_matches_hand_computed_cases():
     assert torch.allclose(gradient_penalty(0.5 * (x ** 2).sum(dim=1), x), expected, rtol=1e-5)
 
 
+def test_conv_critic_scores_depend_on_the_label_through_its_projection():
+    torch.manual_seed(0)
+    images = torch.rand(4, 1, 28, 28) * 2 - 1
+    conditional, plain = ConvCritic(num_labels=10, width=8), ConvCritic(width=8)
+    zeros, nines = torch.zeros(4, dtype=torch.long), torch.full((4,), 9)
+    assert not torch.allclose(conditional(images, zeros), conditional(images, nines))
+    conditional(images, nines).sum().backward()
+    assert conditional.label_projection.weight.grad[9].abs().sum() > 0
+    assert conditional.label_projection.weight.grad[0].abs().sum() == 0
+    assert plain.label_projection is None and torch.equal(plain(images, zeros), plain(images, nines))
+
+
 @pytest.mark.parametrize("critic_factory", [
     lambda: MLPCritic(),
     lambda: MLPCritic(num_labels=10),

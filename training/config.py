@@ -38,7 +38,8 @@ class TrainConfig:
     num_components: int = _opt(10, "mixture components K")
     mixture_radius: float = _opt(0.1, "mixture means mu_k ~ U[-c, c]^d: c")
     mixture_sigma: float = _opt(0.15, "mixture standard deviation sigma (initial value when learned)")
-    label_embed_dim: int = _opt(10, "size of the label embedding concatenated to G / critic inputs")
+    label_embed_dim: int = _opt(10, "size of the label embedding concatenated to the generator's and the MLP "
+                                "critic's inputs (the conv critic projects the label instead)")
     conv_width: int = _opt(32, "channel width w of the conv architecture")
     clip_value: float = _opt(0.09, "weight clipping bound c")
     gp_lambda: float = _opt(10.0, "gradient penalty weight lambda")

@@ -39,6 +39,8 @@ DataRootOption = typer.Option(None, "--data-root", help=f"MNIST root (default: $
 JsonOption = typer.Option(None, "--json", help="also write the records as JSON to this file")
 MarkdownOption = typer.Option(None, "--markdown", help="also write the Markdown table to this file")
 QuietOption = typer.Option(False, "--quiet", "-q", help="no progress bars")
+RawGeneratorOption = typer.Option(False, "--raw-generator", help="the run's trained generator, not its EMA (as "
+                                  "`export-gan --raw-generator` ships it)")
 
 
 def _report(study: str, records: list[dict], evaluator: Evaluator, json_path: Optional[Path],
@@ -124,11 +126,12 @@ def sigma_sweep_command(
     data_root: Optional[Path] = DataRootOption,
     json_path: Optional[Path] = JsonOption,
     markdown_path: Optional[Path] = MarkdownOption,
+    raw_generator: bool = RawGeneratorOption,
     quiet: bool = QuietOption,
 ):
     """Quality vs diversity: every mixture component's σ set to each value at sampling time."""
     values = _parse_sigmas(sigmas)
-    generator = load_generator(run)
+    generator = load_generator(run, raw_generator)
     root = resolve_data_root(data_root)
     evaluator = Evaluator(protocol, root, progress=not quiet)
     records, strips = sigma_sweep(generator, str(run), values, evaluator, evaluator.sample_count(n), seed, root)
@@ -145,10 +148,11 @@ def class_sampling_command(
     data_root: Optional[Path] = DataRootOption,
     json_path: Optional[Path] = JsonOption,
     markdown_path: Optional[Path] = MarkdownOption,
+    raw_generator: bool = RawGeneratorOption,
     quiet: bool = QuietOption,
 ):
     """Uniform digits (n/10 each) vs MNIST train frequencies for a conditional model."""
-    generator = load_generator(run)
+    generator = load_generator(run, raw_generator)
     root = resolve_data_root(data_root)
     evaluator = Evaluator(protocol, root, progress=not quiet)
     records = class_sampling_study(generator, str(run), evaluator, evaluator.sample_count(n), seed, root)

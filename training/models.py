@@ -151,12 +151,17 @@ class ConvGenerator(nn.Module):
 
 
 class ConvCritic(AffineInputCritic):
-    """Conv(1,w,4,2,1) LReLU Conv(w,2w,4,2,1) LReLU -> [features, label] -> Linear 256 LReLU Linear 1.
+    """Conv(1,w,4,2,1) LReLU Conv(w,2w,4,2,1) LReLU Linear(2w*7*7, 256) LReLU -> h; D = Linear(h, 1) + <e_y, h>.
 
-    No batch norm: it would couple the rows of a batch and break the per-sample gradient penalty.
+    The label enters as a projection (Miyato & Koyama 2018, e_y a learned 256-d embedding) rather than
+    concatenated to the features: with concatenation the conv critic ignored the label (a conditional
+    run scored 14 % label accuracy after 10 epochs, the MLP critic 73 %). No batch norm: it would couple
+    the rows of a batch and break the per-sample gradient penalty.
     """
 
-    def __init__(self, num_labels: int = 0, embed_dim: int = 10, width: int = 32, use_spectral_norm: bool = False):
+    HIDDEN = 256
+
+    def __init__(self, num_labels: int = 0, width: int = 32, use_spectral_norm: bool = False):
         super().__init__()
         norm = spectral_norm if use_spectral_norm else (lambda layer: layer)
         self.features = nn.Sequential(
@@ -165,19 +170,21 @@ class ConvCritic(AffineInputCritic):
             norm(nn.Conv2d(width, 2 * width, 4, 2, 1)),
             nn.LeakyReLU(0.2),
             nn.Flatten(),
-        )
-        self.condition = LabelConcat(num_labels, embed_dim)
-        self.head = nn.Sequential(
-            norm(nn.Linear(2 * width * 7 * 7 + self.condition.extra_features, 256)),
+            norm(nn.Linear(2 * width * 7 * 7, self.HIDDEN)),
             nn.LeakyReLU(0.2),
-            norm(nn.Linear(256, 1)),
         )
+        self.output = norm(nn.Linear(self.HIDDEN, 1))
+        self.label_projection = norm(nn.Embedding(num_labels, self.HIDDEN)) if num_labels else None
 
     def input_layer(self, x, labels):
         return self.features[0](x)
 
     def rest(self, activations, labels):
-        return self.head(self.condition(self.features[1:](activations), labels)).squeeze(1)
+        hidden = self.features[1:](activations)
+        score = self.output(hidden).squeeze(1)
+        if self.label_projection is not None:
+            score = score + (self.label_projection(labels) * hidden).sum(1)
+        return score
 
     def input_layer_vjp(self, grad_activations):
         conv = self.features[0]
@@ -205,7 +212,7 @@ def build_models(cfg, prior: Prior, use_spectral_norm: bool) -> tuple[GeneratorB
         critic = MLPCritic(d_labels, cfg.label_embed_dim, use_spectral_norm)
     else:
         network = ConvGenerator(cfg.latent_dim, g_labels, cfg.label_embed_dim, cfg.conv_width)
-        critic = ConvCritic(d_labels, cfg.label_embed_dim, cfg.conv_width, use_spectral_norm)
+        critic = ConvCritic(d_labels, cfg.conv_width, use_spectral_norm)
     if use_spectral_norm:
         converge_spectral_norms(critic)
     return GeneratorBundle(prior, network), critic

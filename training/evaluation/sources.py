@@ -118,12 +118,13 @@ def _run_dir(path: Path) -> Path | None:
     return path if (path / CHECKPOINT_NAME).is_file() else None
 
 
-def load_generator(path: Path) -> GeneratorBundle:
-    """The generator of a run folder (or of its checkpoint file); EMA weights when the run kept them."""
+def load_generator(path: Path, raw_generator: bool = False) -> GeneratorBundle:
+    """The generator of a run folder (or of its checkpoint file); EMA weights when the run kept them, unless
+    `raw_generator` (to study the generator that was exported with `export-gan --raw-generator`)."""
     run_dir = _run_dir(Path(path))
     if run_dir is None:
         raise EvaluationError(f"{path} is not a run folder (no {CHECKPOINT_NAME})")
-    return load_trained(run_dir).generator
+    return load_trained(run_dir, raw_generator=raw_generator).generator
 
 
 def resolve_class_sampling(conditional: bool, class_sampling: str | None) -> str | None:
