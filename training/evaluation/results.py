@@ -35,7 +35,8 @@ SEED_RESULTS = [
 ]
 # Figures copied beside the grids from the runs that made them (runs/ is not shipped), shown when present.
 FIGURES = [("Proxy metrics of `wgan_gp_cond` over training", "wgan_gp_cond_metrics.png"),
-           ("σ sweep of the static GM-GAN prior (quality ↔ diversity)", "sigma_sweep.png")]
+           ("σ sweep of the static GM-GAN prior (quality ↔ diversity), proxy protocol: `eval-gan sigma-sweep "
+            "runs/ship/gmgan_static --raw-generator --protocol proxy --sigmas 0.05,0.15,0.5,1.0,2.0`", "sigma_sweep.png")]
 METRICS = [("FID", "fid", 2), ("P k=3", "precision_k3", 3), ("R k=3", "recall_k3", 3),
            ("P k=5", "precision_k5", 3), ("R k=5", "recall_k5", 3)]
 PROXY_METRICS = [("proxy FID", "fid", 2), ("proxy P k=3", "precision_k3", 3), ("proxy R k=3", "recall_k3", 3)]
@@ -108,7 +109,7 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
         lines.append(f"- `{manifest.name}` ({layout}): ![{manifest.name}]({grid})")
     for title, name in FIGURES:
         if (grid_folder / name).is_file():
-            lines += ["", f"{title}:", "", f"![{title}]({_link(grid_folder / name, readme_dir)})"]
+            lines += ["", f"{title}:", "", f"![{Path(name).stem}]({_link(grid_folder / name, readme_dir)})"]
     return "\n".join([START, *lines, END]) + "\n"
 
 
