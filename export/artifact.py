@@ -13,7 +13,7 @@ from training.data import load_holdout_set
 from training.run import load_trained
 
 from .drs import MIN_BURN_IN, calibrate
-from .graphs import SERIALISERS, DrsHead, build_graphs, freeze_
+from .graphs import SERIALISERS, DrsHead, build_graphs, freeze_, share_common_weights
 from .manifest import ExportError, graph_metadata, manifest_facts
 
 
@@ -44,6 +44,8 @@ def export_run(run_dir: Path, graph_format: str, out: Path, data_root: Path, bur
         facts["graphs"][role]["file"]: serialise(graph, role, trained.cfg.latent_dim, graph_metadata(facts))
         for role, graph in build_graphs(generator, critic, head).items()
     }
+    if graph_format == "onnx":
+        files = share_common_weights(files)
     manifest = {**facts, "sha256": {name: sha256_hex(data) for name, data in files.items()}}
     write_artifact(out, files, manifest, force)
     return manifest

@@ -2,7 +2,8 @@
 
 The generator graph bakes in the prior (mixture means and sigmas, per-digit a_i / b_i), the
 generator, the frozen critic and the DRS head; the critic graph is the frozen critic and the
-same head, for scoring external images. Both take a batch of any size.
+same head, for scoring external images. Both take a batch of any size. In ONNX the critic's
+weights, which both graphs hold, are stored once: in `critic.weights` (ONNX external data).
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import json
 import warnings
 
 import onnx
+import onnx.external_data_helper
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
 from runtime.drs import EPSILON
-from runtime.manifest import GRAPH_IO
+from runtime.manifest import GRAPH_IO, SHARED_WEIGHTS_NAME
 from training.models import IMAGE_SHAPE, GeneratorBundle, converge_spectral_norms
 
-OPSET = 18  # onnxruntime >= 1.17 (the runtime's floor in pyproject.toml) runs opset 18 to 20
+OPSET = 18  # onnxruntime >= 1.24 (the runtime's floor in pyproject.toml) runs opset 18 to 20
 _EXAMPLE_BATCH = 2
 
 
@@ -121,3 +123,37 @@ def torchscript_bytes(graph: nn.Module, role: str, latent_dim: int, metadata: di
 
 
 SERIALISERS = {"onnx": onnx_bytes, "torchscript": torchscript_bytes}
+_EXTERNAL_ALIGNMENT = 64  # bytes; each tensor starts on a cache line, as onnx's own external-data writer does
+
+
+def share_common_weights(graphs: dict[str, bytes]) -> dict[str, bytes]:
+    """ONNX graphs -> the same graphs with the initializers all of them hold (same name, type and bytes)
+    stored once, in SHARED_WEIGHTS_NAME (ONNX external data), returned beside them.
+
+    The generator graph holds the critic for its DRS head and the critic graph holds it again: sharing
+    halves what the critic costs on disk (about 6 MB per MLP model).
+    """
+    models = {name: onnx.load_from_string(data) for name, data in graphs.items()}
+
+    def identity(tensor: onnx.TensorProto) -> tuple | None:
+        if not tensor.HasField("raw_data"):  # the exporter writes raw_data; anything else stays inline
+            return None
+        return tensor.name, tensor.data_type, tuple(tensor.dims), tensor.raw_data
+
+    held = [{identity(t) for t in model.graph.initializer} - {None} for model in models.values()]
+    common = set.intersection(*held) if held else set()
+    if not common:
+        return graphs
+    blob, placed = bytearray(), {}
+    for model in models.values():
+        for tensor in model.graph.initializer:
+            key = identity(tensor)
+            if key not in common:
+                continue
+            if key not in placed:
+                blob.extend(bytes(-len(blob) % _EXTERNAL_ALIGNMENT))
+                placed[key] = len(blob)
+                blob.extend(tensor.raw_data)
+            onnx.external_data_helper.set_external_data(tensor, SHARED_WEIGHTS_NAME, placed[key], len(tensor.raw_data))
+            tensor.ClearField("raw_data")
+    return {**{name: model.SerializeToString() for name, model in models.items()}, SHARED_WEIGHTS_NAME: bytes(blob)}

@@ -196,7 +196,7 @@ def list_models() -> None:
         typer.echo(f"{mark} {entry.name:<{width}}  {entry.manifest.summary()}, {entry.manifest.graph_format}, {quality}")
 
 
-@app.command(help="A model's manifest (JSON), after checking its graphs against their sha256.")
+@app.command(help="A model's manifest (JSON), after checking its files against their sha256.")
 def info(model: Optional[str] = typer.Argument(None, help=MODEL_HELP, show_default=False)) -> None:
     folder, _ = locate(model)
     manifest = read_manifest(folder)

@@ -4,6 +4,8 @@
       generator.onnx   eps float32 [N, latent_dim], label int64 [N] -> image [N, 1, 28, 28] in [0, 1],
                        logit [N] (calibrated D~), F [N] (DRS, with the stored D~_M)
       critic.onnx      image float32 [N, 1, 28, 28] in [0, 1], label int64 [N] -> logit [N], F [N]
+      critic.weights   (ONNX only) the critic's weights, which both graphs use, stored once as ONNX
+                       external data; listed in the manifest's sha256 like the graphs
       manifest.json    what the model is, its DRS calibration, sha256 of every graph, and its
                        evaluations: `eval-gan score` records ({"protocol", "seed", "samples",
                        "drs_rate", "metrics": {"p0/fid": ...}, ...}), appended by `eval-gan score --record`
@@ -31,6 +33,7 @@ GRAPH_IO = {
     "critic": (("image", "label"), ("logit", "F")),
 }
 P0_PROTOCOL = "p0"
+SHARED_WEIGHTS_NAME = "critic.weights"
 
 
 class ArtifactError(Exception):
@@ -134,7 +137,16 @@ class Manifest:
 
     def read_graph(self, role: str) -> bytes:
         """The graph's bytes, after checking them against the manifest's sha256."""
-        name = self.graph_file(role)
+        return self.read_file(self.graph_file(role))
+
+    def external_data(self) -> dict[str, bytes]:
+        """External-data files the ONNX graphs refer to (name -> bytes, sha256 checked); {} for none."""
+        if SHARED_WEIGHTS_NAME not in self.data["sha256"]:
+            return {}
+        return {SHARED_WEIGHTS_NAME: self.read_file(SHARED_WEIGHTS_NAME)}
+
+    def read_file(self, name: str) -> bytes:
+        """One of the folder's files, after checking it against the manifest's sha256."""
         path = self.folder / name
         try:
             data = path.read_bytes()
@@ -149,6 +161,7 @@ class Manifest:
     def verify(self) -> None:
         for role in GRAPH_IO:
             self.read_graph(role)
+        self.external_data()
 
 
 # Two records describe the same measurement when these agree; a new one replaces the old.

@@ -7,7 +7,7 @@
 
 Noise is drawn here with numpy (`default_rng(seed).standard_normal((n, latent_dim), float32)`,
 then the labels from the same generator), so a seed gives the same digits on CPU and CUDA.
-Each graph's sha256 is checked against the manifest before onnxruntime loads it.
+Each file's sha256 (graphs and shared weights) is checked against the manifest before onnxruntime loads it.
 """
 
 from __future__ import annotations
@@ -297,6 +297,10 @@ class GanModel:
             # Idle threads sleep instead of spinning: on a small or shared CPU, spinning threads take
             # the cores the working ones need (measured: faster at every batch size on 2 busy cores).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            external = self.manifest.external_data()  # checked like the graph; onnxruntime copies what it needs
+            if external:
+                options.add_external_initializers_from_files_in_memory(
+                    list(external), list(external.values()), [len(data) for data in external.values()])
             try:
                 self._sessions[role] = ort.InferenceSession(graph, options, providers=self.providers)
             except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph classes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.error
 
@@ -14,6 +15,7 @@ from PIL import Image
 from pytorch_fid.fid_score import calculate_fid_given_paths
 
 from runtime.images import unit_to_uint8
+from runtime.registry import ARTIFACTS_ENV
 from training.config import resolve
 from training.data import load_mnist_uint8
 from training.evaluation import EvaluationError
@@ -21,7 +23,7 @@ from training.evaluation.cache import load_reference
 from training.evaluation.features import InceptionPool3
 from training.evaluation.fid import frechet_distance, gaussian_stats
 from training.evaluation.prdc import neighbour_radii, precision_recall
-from training.evaluation.protocols import Protocol
+from training.evaluation.protocols import PROTOCOLS, Protocol
 from training.evaluation.proxy_classifier import (
     CLASSIFIER_DIR,
     ONNX_NAME,
@@ -29,7 +31,8 @@ from training.evaluation.proxy_classifier import (
     classify,
     load_classifier,
 )
-from training.evaluation.scoring import class_statistics
+from training.evaluation.results import FLOOR_FILE, shipped_floor
+from training.evaluation.scoring import Evaluator, class_statistics
 from training.evaluation.sources import digit_counts, generate, read_png_folder
 from training.models import build_models
 from training.priors import build_prior
@@ -231,3 +234,16 @@ def test_png_folder_accepts_grey_and_grey_rgb_and_rejects_the_rest(tmp_path):
             read_png_folder(tmp_path / name)
     with pytest.raises(EvaluationError, match="more images than the 4 PNGs"):
         read_png_folder(folder, n=5)
+
+
+def test_without_a_measured_floor_the_shipped_one_of_the_same_protocol_is_shown(tmp_path, monkeypatch, data_root):
+    p0 = PROTOCOLS["p0"]
+    shipped = {"protocol": "p0", "protocol_summary": p0.summary, "source": "MNIST train", "metrics": {"p0/fid": 1.5}}
+    (tmp_path / FLOOR_FILE).write_text(json.dumps(shipped))
+    monkeypatch.setenv(ARTIFACTS_ENV, str(tmp_path))
+    evaluator = Evaluator("p0", data_root)
+    evaluator.__dict__["key"] = "no-floor-measured-here"  # skips the Inception fingerprint; nothing is cached under it
+    assert evaluator.floor() == shipped
+    (tmp_path / FLOOR_FILE).write_text(json.dumps({**shipped, "protocol_summary": "P0 under another definition"}))
+    assert evaluator.floor() is None  # a floor measured under another definition is not this protocol's
+    assert shipped_floor(PROTOCOLS["proxy"], tmp_path) is None

@@ -20,7 +20,7 @@ from export.drs import fit_logistic_head
 from export.graphs import SERIALISERS, DrsHead, build_graphs, freeze_
 from export.manifest import ExportError
 from runtime.drs import EPSILON, RATE_GRID, drs_f, interpolate_gamma, sigmoid, solve_gamma
-from runtime.manifest import GRAPH_IO, sha256_hex
+from runtime.manifest import GRAPH_IO, SHARED_WEIGHTS_NAME, sha256_hex
 from training.checkpoint import load_checkpoint
 from training.config import resolve
 from training.models import build_models
@@ -199,7 +199,7 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["out"] == str(out)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "generator.onnx", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "critic.weights", "generator.onnx", "manifest.json"]
     assert (manifest["artifact"], manifest["variant"], manifest["architecture"], manifest["graph_format"]) == (
         "gan", "wgan_gp_cond", "mlp", "onnx")
     assert manifest["conditional"] is True and manifest["latent_dim"] == 100
@@ -222,12 +222,18 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
 
     # The graphs describe themselves like the manifest, less the hashes and the evaluations (added later).
     facts = {key: value for key, value in manifest.items() if key not in ("sha256", "evaluation")}
+    shared = (out / SHARED_WEIGHTS_NAME).read_bytes()
+    assert manifest["sha256"][SHARED_WEIGHTS_NAME] == sha256_hex(shared)
     for role, (inputs, outputs) in GRAPH_IO.items():
         name = manifest["graphs"][role]["file"]
         data = (out / name).read_bytes()
         assert manifest["sha256"][name] == sha256_hex(data)
         model = onnx.load_from_string(data)
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(str(out / name), full_check=True)  # from the path, so with its external data
+        # The critic's weights live once, in the shared file, and both graphs read every one of them from it.
+        external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        assert {e.value for t in external for e in t.external_data if e.key == "location"} == {SHARED_WEIGHTS_NAME}
+        assert sum(int(next(e.value for e in t.external_data if e.key == "length")) for t in external) > 0.9 * len(shared)
         assert [i.name for i in model.graph.input] == list(inputs)
         assert [o.name for o in model.graph.output] == list(outputs)
         for value in [*model.graph.input, *model.graph.output]:
@@ -270,7 +276,7 @@ def test_export_replaces_an_artifact_only_with_force(conditional_run, tmp_path):
         export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500)
     assert (out / "stale.txt").exists()
     export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500, force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "generator.onnx", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "critic.weights", "generator.onnx", "manifest.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["cond"]  # no staging folders left behind
 
 

@@ -253,16 +253,17 @@ def test_default_model_is_the_lowest_p0_fid(artifacts, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_tampered_graph_is_refused_before_loading(artifacts, tmp_path, damage):
+@pytest.mark.parametrize("file_name", ["generator.onnx", "critic.weights"])
+def test_tampered_graph_is_refused_before_loading(artifacts, tmp_path, damage, file_name):
     folder = tmp_path / "damaged"
     shutil.copytree(artifacts / "cond", folder)
-    graph = folder / "generator.onnx"
+    graph = folder / file_name
     data = bytearray(graph.read_bytes())
     if damage == "flip":
         data[len(data) // 2] ^= 0xFF
     graph.write_bytes(bytes(data) if damage == "flip" else bytes(data[: len(data) // 2]))
     result = run_cli("sample", "--model", folder, "--out", tmp_path / "x.png")
-    assert_one_line_error(result, "generator.onnx does not match the sha256")
+    assert_one_line_error(result, f"{file_name} does not match the sha256")
     assert not (tmp_path / "x.png").exists()
     assert_one_line_error(run_cli("info", folder), "does not match the sha256")
 

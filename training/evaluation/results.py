@@ -14,9 +14,10 @@ from runtime.fsutil import atomic_write_bytes, atomic_write_text
 from runtime.images import grid_png
 from runtime.manifest import P0_PROTOCOL, Manifest, MetricSummary
 from runtime.model import GanModel
-from runtime.registry import runnable, shipped_models
+from runtime.registry import artifacts_root, runnable, shipped_models
 
 from . import EvaluationError
+from .protocols import Protocol
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 FLOOR_FILE = "p0_floor.json"  # `eval-gan floor --protocol p0` record, stored beside the models
@@ -67,6 +68,14 @@ def read_floor(root: Path) -> dict | None:
         return json.loads(path.read_text())
     except ValueError:
         raise EvaluationError(f"{path} is not valid JSON; rewrite it with `eval-gan floor --json`") from None
+
+
+def shipped_floor(protocol: Protocol, root: Path | None = None) -> dict | None:
+    """The floor stored beside the shipped models, when it was measured under this very protocol definition."""
+    floor = read_floor(root or artifacts_root())
+    if floor and floor.get("protocol") == protocol.name and floor.get("protocol_summary") == protocol.summary:
+        return floor
+    return None
 
 
 def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:

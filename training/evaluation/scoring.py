@@ -18,6 +18,7 @@ from .features import EXTRACTORS
 from .fid import frechet_distance, gaussian_stats
 from .prdc import check_enough, precision_recall
 from .protocols import PROTOCOLS, REFERENCE_SET
+from .results import shipped_floor
 from .sources import Samples
 
 # A digit counts as covered when at least this share of the samples is classified as it
@@ -85,7 +86,8 @@ class Evaluator:
         return load_reference(self.protocol, self.key, real_features)
 
     def floor(self) -> dict | None:
-        return read_floor(self.protocol, self.key)
+        """The real-vs-real floor: measured on this machine (`eval-gan floor`), else the one shipped in artifacts/."""
+        return read_floor(self.protocol, self.key) or shipped_floor(self.protocol)
 
     def score(self, samples: Samples) -> dict:
         """One record: what was scored (source, samples, seed, class sampling), under which protocol, the metrics."""
