@@ -6,7 +6,7 @@
       critic.onnx      image float32 [N, 1, 28, 28] in [0, 1], label int64 [N] -> logit [N], F [N]
       critic.weights   (ONNX only) the critic's weights, which both graphs use, stored once as ONNX
                        external data; listed in the manifest's sha256 like the graphs
-      manifest.json    what the model is, its DRS calibration, sha256 of every graph, and its
+      manifest.json    what the model is, its DRS calibration, sha256 of every file, and its
                        evaluations: `eval-gan score` records ({"protocol", "seed", "samples",
                        "drs_rate", "metrics": {"p0/fid": ...}, ...}), appended by `eval-gan score --record`
 
