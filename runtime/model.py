@@ -12,6 +12,7 @@ Each file's sha256 (graphs and shared weights) is checked against the manifest b
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Integral
 from dataclasses import dataclass
@@ -289,6 +290,11 @@ class GanModel:
         return Scores(logit, sigmoid(logit), acceptance, labels.astype(np.int64) if self.conditional else None)
 
     # ------------------------------------------------------------------ sessions
+    @functools.cached_property
+    def _external_data(self) -> dict[str, bytes]:
+        """The shared weights both sessions use, read and checked once; onnxruntime copies what it needs."""
+        return self.manifest.external_data()
+
     def _session(self, role: str) -> ort.InferenceSession:
         if role not in self._sessions:
             graph = self.manifest.read_graph(role)  # sha256 checked before onnxruntime sees the bytes
@@ -297,7 +303,7 @@ class GanModel:
             # Idle threads sleep instead of spinning: on a small or shared CPU, spinning threads take
             # the cores the working ones need (measured: faster at every batch size on 2 busy cores).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            external = self.manifest.external_data()  # checked like the graph; onnxruntime copies what it needs
+            external = self._external_data
             if external:
                 options.add_external_initializers_from_files_in_memory(
                     list(external), list(external.values()), [len(data) for data in external.values()])
