@@ -70,7 +70,7 @@ def manifest_facts(trained: TrainedRun, calibration: Calibration, graph_format: 
         "artifact": ARTIFACT_KIND,
         "format_version": FORMAT_VERSION,
         "variant": cfg.variant,
-        "architecture": cfg.arch,
+        "architecture": cfg.architecture,
         "graph_format": graph_format,
         "latent_dim": cfg.latent_dim,
         "conditional": bool(prior.labels_are_digits),

@@ -6,7 +6,8 @@
 # measured with the proxy). An existing artifact is kept: `rm -rf` it first to re-export.
 set -euo pipefail
 run=runs/ship/$1; weights=$2; seeds=$3; drs=${4:-}
-artifact=artifacts/$(python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); print(c["variant"] + "_" + c["arch"])' "$run/config.json")
+artifact=artifacts/$(python -c 'import sys; from pathlib import Path; from training.config import load_run_config
+c = load_run_config(Path(sys.argv[1])); print(f"{c.variant}_{c.architecture_tag}")' "$run")
 raw=(); [[ $weights == raw ]] && raw=(--raw-generator)
 [[ -f $artifact/manifest.json ]] || export-gan "$run" --format onnx --out "$artifact" "${raw[@]}"
 eval-gan score "$artifact" --protocol proxy --record --quiet

@@ -33,8 +33,10 @@ from training.trainer import Trainer, train
 from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
 
 CONV = dict(arch="conv", conv_width=8)
-# Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm and conditioning.
-PARITY_CASES = [(variant, {}) for variant in PRESETS] + [("wgan_sn", CONV), ("wgan_gp_gmm_cond", CONV)]
+# Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm and conditioning,
+# and the template MLP generator against the conv critic.
+PARITY_CASES = [(variant, {}) for variant in PRESETS] + [("wgan_sn", CONV), ("wgan_gp_gmm_cond", CONV),
+                                                         ("wgan_gp_cond", dict(critic_arch="conv", conv_width=8))]
 # The generator graph runs the critic too; the critic graph alone is checked once per kind of critic
 # (plain, conditional, spectral-norm conv, conditional conv), since an ONNX export takes seconds.
 CRITIC_PARITY = {("vanilla", "mlp"), ("wgan_gp_cond", "mlp"), ("wgan_sn", "conv"), ("wgan_gp_gmm_cond", "conv")}
@@ -89,7 +91,7 @@ def graph_runner(graph_format: str, data: bytes):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-@pytest.mark.parametrize("variant, extra", PARITY_CASES, ids=[f"{v}-{e.get('arch', 'mlp')}" for v, e in PARITY_CASES])
+@pytest.mark.parametrize("variant, extra", PARITY_CASES, ids=[f"{v}-{e.get('arch', 'mlp')}-{e.get('critic_arch', 'same')}" for v, e in PARITY_CASES])
 def test_exported_graphs_match_pytorch(variant, extra):
     cfg, generator, critic = untrained_models(variant, **extra)  # spectral norms converged by build_models
     num_labels = max(generator.prior.num_labels, 1)
@@ -104,7 +106,7 @@ def test_exported_graphs_match_pytorch(variant, extra):
         cases.append((eps, labels, ((images + 1) / 2).numpy(), logits.numpy()))
 
     graphs = build_graphs(freeze_(generator), freeze_(critic), DrsHead(**HEAD))
-    if (variant, cfg.arch) not in CRITIC_PARITY:
+    if (variant, cfg.architecture) not in CRITIC_PARITY:
         del graphs["critic"]
     for graph_format, serialise in SERIALISERS.items():
         run = {role: graph_runner(graph_format, serialise(graph, role, cfg.latent_dim, {}))

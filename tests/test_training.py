@@ -10,7 +10,8 @@ import torch
 
 from training.checkpoint import load_checkpoint
 from training.config import resolve
-from training.models import AffineInputCritic, ConvCritic, MLPCritic, converge_spectral_norms
+from training.models import (AffineInputCritic, ConvCritic, ConvGenerator, MLPCritic, MLPGenerator,
+                             converge_spectral_norms)
 from training.objectives import GradientPenalty, gradient_penalty
 from training.presets import PRESETS
 from training.trainer import CHECKPOINT_NAME, Trainer, TrainingError, train
@@ -41,9 +42,12 @@ def test_every_preset_trains_with_finite_losses_and_a_checkpoint(tmp_path, data_
     assert [json.loads(line)["epoch"] for line in lines] == [1]
 
 
-@pytest.mark.parametrize("variant", ["wgan_gp_cond", "wgan_sn"])
-def test_conv_architecture_trains(tmp_path, data_root, variant):
-    trainer = make_trainer(tmp_path, data_root, variant, arch="conv", conv_width=8, ema_decay=0.9)
+@pytest.mark.parametrize("variant, arch, critic_arch", [("wgan_gp_cond", "conv", "same"), ("wgan_sn", "conv", "same"),
+                                                        ("wgan_gp_cond", "mlp", "conv")])
+def test_conv_architecture_trains(tmp_path, data_root, variant, arch, critic_arch):
+    trainer = make_trainer(tmp_path, data_root, variant, arch=arch, critic_arch=critic_arch, conv_width=8, ema_decay=0.9)
+    assert isinstance(trainer.critic, ConvCritic)
+    assert isinstance(trainer.generator.network, ConvGenerator if arch == "conv" else MLPGenerator)
     record = train(trainer)
     assert math.isfinite(record["loss_d"]) and math.isfinite(record["loss_g"])
     images = trainer.sampling_generator()(torch.randn(5, 100), torch.arange(5))

@@ -63,7 +63,7 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
             raise UserError(f"missing VARIANT; valid presets: {', '.join(PRESETS)}")
         file_values = read_config_file(config_file) if config_file is not None else {}
         cfg = resolve(variant, file_values, cli_values)
-        run_dir = run_dir or Path("runs") / f"{cfg.variant}_{cfg.arch}_seed{cfg.seed}"
+        run_dir = run_dir or Path("runs") / f"{cfg.variant}_{cfg.architecture_tag}_seed{cfg.seed}"
     if dry_run:
         typer.echo(json.dumps({"run_dir": str(run_dir), **cfg.to_dict()}, indent=2))
         return 0

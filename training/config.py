@@ -29,6 +29,7 @@ def _opt(default, help: str):
 class TrainConfig:
     variant: str = _opt("vanilla", "preset name (train-gan --list)")
     arch: str = _opt("mlp", "mlp (course template) or conv (DCGAN-style)")
+    critic_arch: str = _opt("same", "critic architecture: same (as arch), mlp or conv")
     prior: str = _opt("normal", "latent prior: " + ", ".join(PRIORS))
     objective: str = _opt("bce", "adversarial loss: " + ", ".join(OBJECTIVES))
     lipschitz: str = _opt("none", "critic constraint: " + ", ".join(CONSTRAINTS))
@@ -65,10 +66,29 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def critic_architecture(self) -> str:
+        return self.arch if self.critic_arch == "same" else self.critic_arch
+
+    @property
+    def architecture(self) -> str:
+        """The pair's name in manifests and tables: mlp, conv, or e.g. "mlp G + conv D" when they differ."""
+        if self.critic_architecture == self.arch:
+            return self.arch
+        return f"{self.arch} G + {self.critic_architecture} D"
+
+    @property
+    def architecture_tag(self) -> str:
+        """The pair's name in run folder and artifact names: mlp, conv, or e.g. mlp_convd."""
+        if self.critic_architecture == self.arch:
+            return self.arch
+        return f"{self.arch}_{self.critic_architecture}d"
+
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 CHOICES = {
     "arch": ("mlp", "conv"),
+    "critic_arch": ("same", "mlp", "conv"),
     "prior": tuple(PRIORS),
     "objective": tuple(OBJECTIVES),
     "lipschitz": tuple(CONSTRAINTS),

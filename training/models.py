@@ -209,9 +209,11 @@ def build_models(cfg, prior: Prior, use_spectral_norm: bool) -> tuple[GeneratorB
     d_labels = prior.num_labels if cfg.condition_critic else 0
     if cfg.arch == "mlp":
         network = MLPGenerator(cfg.latent_dim, g_labels, cfg.label_embed_dim)
-        critic = MLPCritic(d_labels, cfg.label_embed_dim, use_spectral_norm)
     else:
         network = ConvGenerator(cfg.latent_dim, g_labels, cfg.label_embed_dim, cfg.conv_width)
+    if cfg.critic_architecture == "mlp":
+        critic = MLPCritic(d_labels, cfg.label_embed_dim, use_spectral_norm)
+    else:
         critic = ConvCritic(d_labels, cfg.conv_width, use_spectral_norm)
     if use_spectral_norm:
         converge_spectral_norms(critic)
