@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -36,3 +37,22 @@ def remove_unfinished_writes(folder: Path) -> None:
     for path in Path(folder).rglob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
         if path.is_file():
             path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """Hold an exclusive advisory lock on `folder` (POSIX flock on the folder itself, so no lock file
+    lands in it) while a read-modify-write of a file in it runs: two processes updating the same file
+    would otherwise each rename their own copy over it and one update would be lost. A no-op where
+    flock does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # released when the descriptor is closed
+        yield
+    finally:
+        os.close(descriptor)

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, folder_lock
 
 MANIFEST_NAME = "manifest.json"
 # artifacts/ also holds other exports (the evaluation's MNIST classifier); ours say "artifact": "gan".
@@ -169,13 +169,16 @@ _RECORD_IDENTITY = ("protocol", "samples", "seed", "class_sampling", "drs_rate")
 
 
 def record_evaluation(folder: Path, record: dict) -> Manifest:
-    """Add an `eval-gan score` record to a model's manifest (atomically), replacing the same measurement."""
-    manifest = read_manifest(folder)
-    identity = [record.get(key) for key in _RECORD_IDENTITY]
-    kept = [entry for entry in manifest.data["evaluation"]
-            if not (isinstance(entry, dict) and [entry.get(key) for key in _RECORD_IDENTITY] == identity)]
-    data = {**manifest.data, "evaluation": [*kept, record]}
-    atomic_write_text(manifest.folder / MANIFEST_NAME, json.dumps(data, indent=2) + "\n")
+    """Add an `eval-gan score` record to a model's manifest (atomically), replacing the same measurement.
+    Scores of one model may run in parallel (one per sampling seed): the lock keeps every record."""
+    folder = read_manifest(folder).folder  # a one-line error for a folder that is not a model, before locking it
+    with folder_lock(folder):
+        manifest = read_manifest(folder)
+        identity = [record.get(key) for key in _RECORD_IDENTITY]
+        kept = [entry for entry in manifest.data["evaluation"]
+                if not (isinstance(entry, dict) and [entry.get(key) for key in _RECORD_IDENTITY] == identity)]
+        data = {**manifest.data, "evaluation": [*kept, record]}
+        atomic_write_text(manifest.folder / MANIFEST_NAME, json.dumps(data, indent=2) + "\n")
     return Manifest(manifest.folder, data)
 
 

@@ -323,3 +323,27 @@ def test_score_errors_are_one_line(artifacts, tmp_path):
 def test_cuda_request_without_cuda_is_one_line(artifacts, tmp_path):
     result = run_cli("sample", "--model", "cond", "--device", "cuda", "--out", tmp_path / "x.png")
     assert_one_line_error(result, "no CUDA provider")
+
+
+# Records one P0 seed into the model folder; the manifest write is slowed down so that, without the
+# lock, every process would read the manifest before any wrote it and all but one record would be lost.
+_RECORD_SLOWLY = """
+import sys, time
+import runtime.manifest as manifest
+write = manifest.atomic_write_text
+manifest.atomic_write_text = lambda path, text: (time.sleep(0.3), write(path, text))
+manifest.record_evaluation(sys.argv[1], {"protocol": "p0", "samples": 10000, "seed": int(sys.argv[2]),
+                                         "metrics": {"p0/fid": 10.0 + int(sys.argv[2])}})
+"""
+
+
+def test_parallel_records_into_one_manifest_all_survive(artifacts, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(artifacts / "cond", model)
+    seeds = range(4)
+    workers = [subprocess.Popen([sys.executable, "-c", _RECORD_SLOWLY, str(model), str(seed)], cwd=REPO)
+               for seed in seeds]
+    assert [worker.wait(timeout=60) for worker in workers] == [0] * len(workers)
+    recorded = json.loads((model / "manifest.json").read_text())["evaluation"]
+    assert sorted(r["seed"] for r in recorded if r["protocol"] == "p0") == list(seeds)
+    assert sorted(model.iterdir()) == sorted(model / p.name for p in (artifacts / "cond").iterdir())  # no lock file
