@@ -37,6 +37,8 @@ SEED_RESULTS = [
 # Figures copied beside the grids from the runs that made them (runs/ is not shipped), shown when present.
 FIGURES = [("Proxy metrics of `wgan_gp_cond` (MLP) over training", "wgan_gp_cond_metrics.png"),
            ("Proxy metrics of `wgan_gp_cond_conv` over training", "wgan_gp_cond_conv_metrics.png"),
+           ("Proxy metrics of `wgan_gp_cond_mlp_convd` (template MLP G, conv critic) over training",
+            "wgan_gp_cond_mlp_convd_metrics.png"),
            ("σ sweep of the static GM-GAN prior (quality ↔ diversity), proxy protocol: `eval-gan sigma-sweep "
             "runs/ship/gmgan_static --raw-generator --protocol proxy --sigmas 0.05,0.15,0.5,1.0,2.0`", "sigma_sweep.png")]
 METRICS = [("FID", "fid", 2), ("P k=3", "precision_k3", 3), ("R k=3", "recall_k3", 3),
