@@ -148,9 +148,10 @@ def _targets(models: list[Manifest]) -> list[str]:
 
     scored = [m for m in models if m.p0_fid() is not None]
     best = scored[0] if scored else None
-    # The target is on the template's generator; any critic may train it.
-    template = [m for m in scored if m.conditional and m.data["training"]["config"]["arch"] == "mlp"] or [
-        m for m in models if m.conditional and m.data["training"]["config"]["arch"] == "mlp"]
+    def template_conditional(manifest: Manifest) -> bool:  # the target is on the template's generator; any critic
+        return manifest.conditional and manifest.data["training"]["config"]["arch"] == "mlp"
+
+    template = [m for m in scored if template_conditional(m)] or [m for m in models if template_conditional(m)]
     return ["Targets (P0, 10,000 samples, k=3):", "",
             f"- best shipped model, FID ≤ 5, precision and recall ≥ 0.75: {verdict(best, 5, 0.75, 0.75, None)}",
             "- template MLP generator, conditional, FID ≤ 10, precision and recall ≥ 0.70, ≤ 2 CPU-hours: "
