@@ -214,6 +214,7 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
     logged = [json.loads(line) for line in (conditional_run / "metrics.jsonl").read_text().splitlines()]
     assert manifest["training"]["cpu_seconds"] == round(logged[0]["epoch_cpu_seconds"], 1) > 0  # the cost it reports
     assert manifest["training"]["wall_seconds"] == round(logged[0]["epoch_seconds"], 1) > 0
+    assert logged[0]["device"] == "cpu" == manifest["training"]["device"]  # where that cost was paid
 
     drs = manifest["drs"]
     assert drs["burn_in"] == 10_000 and drs["epsilon"] == EPSILON

@@ -41,7 +41,7 @@ def test_results_section_is_the_manifests_numbers_and_check_notices_a_change(run
     # The unconditional model (P0 FID 95.5) sorts first; the conditional one has two seeds and a DRS record.
     assert [(row[0], row[6]) for row in rows] == [(UNCONDITIONAL, "plain"), (CONDITIONAL, "plain"),
                                                  (CONDITIONAL, "DRS 20%")]
-    assert rows[1][1:5] == ["wgan_gp_cond", "mlp", "raw", "1"] and float(rows[1][5]) >= 0  # CPU-h from the manifest
+    assert rows[1][1:5] == ["wgan_gp_cond", "mlp", "raw", "1"] and rows[1][5].endswith(" CPU-h")  # a CPU run
     assert rows[1][7:13] == ["2", "120.25 ± 1.00", "0.550 ± 0.000", "0.470 ± 0.000", "–", "–"]
     assert rows[2][7:9] == ["1", "110.00"] and rows[0][7:9] == ["1", "95.50"]
     assert "Real-vs-real floor (P0, MNIST train (10,000 random images, seed 0) vs MNIST test 10k): FID 1.56" in text
@@ -69,3 +69,27 @@ def test_results_needs_the_markers_and_models(run_eval, demo_artifacts, tmp_path
     assert_one_line_error(run_eval("results", "--artifacts", tmp_path / "empty", "--readme", readme),
                           "no exported models in")
     assert readme.read_text() == "# no markers\n"
+
+
+def test_a_run_trained_on_an_accelerator_is_costed_in_its_minutes_and_misses_the_cpu_budget_target(
+        run_eval, demo_artifacts, tmp_path):  # noqa: F811
+    root, readme, grids = _layout(tmp_path, demo_artifacts)
+    manifest_path = root / CONDITIONAL / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for record in manifest["evaluation"]:  # good enough for the template target, in a fraction of its budget
+        record["metrics"].update({"p0/fid": 8.0, "p0/precision_k3": 0.8, "p0/recall_k3": 0.8})
+
+    def results_with(device: str) -> tuple[str, str]:
+        manifest["training"].update(device=device, wall_seconds=600.0, cpu_seconds=60.0)
+        manifest_path.write_text(json.dumps(manifest))
+        written = run_eval("results", "--artifacts", root, "--readme", readme, "--grids", grids)
+        assert written.returncode == 0, written.stderr
+        lines = readme.read_text().splitlines()
+        return (next(line for line in lines if line.startswith(f"| {CONDITIONAL} ")),
+                next(line for line in lines if line.startswith("- template MLP generator")))
+
+    row, target = results_with("cpu")
+    assert "| 0.02 CPU-h |" in row and f": met by `{CONDITIONAL}`" in target
+    row, target = results_with("NVIDIA H200")
+    assert "| 10 min on NVIDIA H200 |" in row and "CPU-h" not in row
+    assert f"not met by `{CONDITIONAL}`" in target  # the target is a CPU budget

@@ -56,6 +56,9 @@ def training_cost(run_dir: Path, epochs: int) -> dict:
     except (OSError, ValueError):
         raise CheckpointError(f"cannot read the training log {path}") from None
     records = [r for r in records if r.get("epoch", 0) <= epochs]
+    # Epoch records from before the device was logged all come from CPU runs.
+    devices = sorted({r.get("device", "cpu") for r in records})
     return {"wall_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in records), 1),
             "cpu_seconds": round(sum(r.get("epoch_cpu_seconds", 0.0) for r in records), 1),
+            "device": " + ".join(devices) or "cpu",
             "epochs_logged": len(records)}

@@ -74,6 +74,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         self.device = pick_device(cfg.device)
+        # Logged with every epoch: a run's cost is CPU-hours on a CPU but GPU-minutes on an accelerator.
+        self.device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(cfg.seed)  # model initialisation and static mixture means
@@ -362,7 +364,8 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                           "epoch_seconds": seconds,
                           # CPU time of every thread of this process: the cost in CPU-hours, whatever the threads.
                           "epoch_cpu_seconds": time.process_time() - cpu_started,
-                          "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds}
+                          "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds,
+                          "device": trainer.device_name}
                 evaluating = trainer.epoch % cfg.eval_every == 0 or trainer.epoch == cfg.epochs
                 if evaluating:
                     record.update(trainer.evaluate())

@@ -57,9 +57,17 @@ def _seeds(summary: dict[str, MetricSummary]) -> str:
     return str(max(item.seeds for item in summary.values())) if summary else "–"
 
 
-def _cpu_hours(manifest: Manifest) -> str:
-    seconds = manifest.data["training"].get("cpu_seconds")
-    return f"{seconds / 3600:.2f}" if seconds else "–"
+def _on_cpu(manifest: Manifest) -> bool:
+    return manifest.data["training"].get("device", "cpu") == "cpu"  # manifests from before it was recorded: CPU runs
+
+
+def _training_cost(manifest: Manifest) -> str:
+    """CPU-hours for a CPU run; wall-clock minutes on the accelerator otherwise (its CPU time means little)."""
+    training = manifest.data["training"]
+    if _on_cpu(manifest):
+        seconds = training.get("cpu_seconds")
+        return f"{seconds / 3600:.2f} CPU-h" if seconds else "–"
+    return f"{training['wall_seconds'] / 60:.0f} min on {training['device']}"
 
 
 def read_floor(root: Path) -> dict | None:
@@ -86,7 +94,7 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
     if not models:
         raise EvaluationError(f"no exported models in {root}")
     models.sort(key=lambda m: (m.p0_fid() is None, m.p0_fid() or 0.0, m.name))
-    header = ["model", "preset", "arch", "G weights", "epochs", "train CPU-h", "sampling", "P0 seeds",
+    header = ["model", "preset", "arch", "G weights", "epochs", "training cost", "sampling", "P0 seeds",
               *(title for title, _, _ in METRICS), *(title for title, _, _ in PROXY_METRICS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for manifest in models:
@@ -98,7 +106,7 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
             training = data["training"]
             cells = [manifest.name, data["variant"], data["architecture"], training.get("generator_weights", "–"),
                      str(training["epochs_completed"]),
-                     _cpu_hours(manifest), "plain" if rate is None else f"DRS {rate:.0%}", _seeds(p0),
+                     _training_cost(manifest), "plain" if rate is None else f"DRS {rate:.0%}", _seeds(p0),
                      *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
                      *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -141,7 +149,7 @@ def _targets(models: list[Manifest]) -> list[str]:
         got = {key: summary[key].mean for key in ("fid", "precision_k3", "recall_k3") if key in summary}
         cpu_hours = manifest.data["training"].get("cpu_seconds", 0) / 3600
         met = (got.get("fid", 1e9) <= fid and got.get("precision_k3", 0) >= precision
-               and got.get("recall_k3", 0) >= recall and (hours is None or cpu_hours <= hours))
+               and got.get("recall_k3", 0) >= recall and (hours is None or (_on_cpu(manifest) and cpu_hours <= hours)))
         measured = ", ".join(f"{key} {value:.3f}" for key, value in got.items())
         return (f"{'met' if met else 'not met'} by `{manifest.name}` ({measured}, {_seeds(summary)} seed(s)"
                 + (f", {cpu_hours:.2f} CPU-h" if hours is not None else "") + ")")

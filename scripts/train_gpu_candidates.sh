@@ -1,0 +1,76 @@
+#!/bin/bash
+# Headline candidates trained side by side on one CUDA GPU until a deadline, then reduced to what
+# export-gan needs. This is how wgan_gp_cond_conv_w96 was made (on a lent H200, 2026-11-26):
+#
+#   DEADLINE=460 OUT=runs/gpu_out scripts/train_gpu_candidates.sh
+#
+# Each run is `train-gan wgan_gp_cond --config configs/wgan_gp_cond_conv.toml` at a larger width,
+# fp32, stopped by SIGTERM at the deadline (train-gan then saves a mid-epoch checkpoint). A run
+# folder that already holds a checkpoint is resumed, so calling again on the same machine continues.
+# OUT receives, per run, the EMA generator + critic (no optimizer state or raw G: such a file cannot
+# be resumed, only exported and scored) in parts of at most 15 MB, and a tarball of the runs'
+# configs, metrics, grids and logs. The machine this ran on returned files of at most 16 MiB, 64 MiB
+# in all: keep the full checkpoint of a run you mean to continue (split it the same way). Back on a
+# CPU machine: tar xzf runs_meta.tar.gz; cat w96_b128.safetensors.part* > runs/gpu/w96_b128/checkpoint.safetensors;
+# export-gan runs/gpu/w96_b128.
+#
+# On that machine (torch 2.11, no internet), three things were carried in a folder .dev/ of this
+# checkout and are used when present: pytorch-fid's wheel (.dev/whl), MNIST's raw files gzipped
+# (.dev/data), and a shim for its SciPy >= 1.18, whose sqrtm no longer takes pytorch-fid's disp=False
+# (a normal install pins scipy < 1.18 instead; see pyproject.toml).
+set -u
+DEADLINE=${DEADLINE:-420}
+OUT=${OUT:?set OUT to the folder that receives the results}
+RUNS=${RUNS:-runs/gpu}
+mkdir -p "$OUT" "$RUNS/logs"
+if [ -d .dev ]; then
+  python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .dev/whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+  cat > /tmp/site/sitecustomize.py <<'PY'
+import scipy.linalg as _linalg
+_sqrtm = _linalg.sqrtm
+def _sqrtm_disp(a, disp=True, **kw):
+    root = _sqrtm(a, **kw)
+    return root if disp else (root, 0.0)
+_linalg.sqrtm = _sqrtm_disp
+PY
+  mkdir -p /tmp/data/MNIST/raw && for f in .dev/data/*.gz; do gunzip -c "$f" > "/tmp/data/MNIST/raw/$(basename "$f" .gz)"; done
+  export GAN_DATA_ROOT=/tmp/data GAN_CACHE_DIR=/tmp/evalcache
+fi
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" || exit 1
+
+train() {  # NAME OPTION...: one candidate, in the background of the caller
+  local name=$1; shift
+  local start=(wgan_gp_cond --config configs/wgan_gp_cond_conv.toml --precision fp32 --run-dir "$RUNS/$name" "$@")
+  [ -f "$RUNS/$name/checkpoint.safetensors" ] && start=(--resume "$RUNS/$name")
+  timeout -s TERM "$DEADLINE" python3 -c 'import sys; sys.argv[0] = "train-gan"; from training.cli import main; main()' \
+    "${start[@]}" --device cuda --epochs 2000 --eval-every 10 -q > "$RUNS/logs/$name.log" 2>&1
+  echo "$name exit $?" >> "$RUNS/logs/$name.log"
+}
+train w64 --conv-width 64 &
+train w64_ema9999 --conv-width 64 --ema-decay 0.9999 &
+train w96_b128 --conv-width 96 --batch-size 128 &
+wait
+
+RUNS=$RUNS OUT=$OUT python3 - <<'PY'
+import json, os, pathlib
+from safetensors import safe_open
+from safetensors.torch import save_file
+out = pathlib.Path(os.environ["OUT"])
+for run in sorted(p for p in pathlib.Path(os.environ["RUNS"]).iterdir() if (p / "checkpoint.safetensors").exists()):
+    with safe_open(str(run / "checkpoint.safetensors"), "pt") as f:
+        meta = f.metadata()
+        kept = {k: f.get_tensor(k) for k in f.keys() if k.startswith(("ema.", "critic."))}
+    save_file(kept, str(out / f"{run.name}.safetensors"), metadata=meta)
+    state = json.loads(meta["state_json"])
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "proxy/fid" in line]
+    print(run.name, "epoch", state["epoch"], "step", state["step"], "proxy (epoch, FID, P k3, R k3):",
+          [(e["epoch"], round(e["proxy/fid"], 3), e["proxy/precision_k3"], e["proxy/recall_k3"]) for e in evals])
+PY
+for f in "$OUT"/*.safetensors; do
+  [ "$(stat -c %s "$f")" -gt 16000000 ] && split -b 15000000 -d "$f" "$f.part" && rm "$f"
+done
+tar czf "$OUT/runs_meta.tar.gz" --exclude=checkpoint.safetensors --exclude=tensorboard "$RUNS"
+tail -n 2 "$RUNS"/logs/*.log
+ls -la "$OUT"
