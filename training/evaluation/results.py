@@ -37,6 +37,8 @@ SEED_RESULTS = [
 # Figures copied beside the grids from the runs that made them (runs/ is not shipped), shown when present.
 FIGURES = [("Proxy metrics of `wgan_gp_cond` (MLP) over training", "wgan_gp_cond_metrics.png"),
            ("Proxy metrics of `wgan_gp_cond_conv` over training", "wgan_gp_cond_conv_metrics.png"),
+           ("Proxy metrics of `wgan_gp_cond_conv_w96` (trained on a GPU) over training",
+            "wgan_gp_cond_conv_w96_metrics.png"),
            ("Proxy metrics of `wgan_gp_cond_mlp_convd` (template MLP G, conv critic) over training",
             "wgan_gp_cond_mlp_convd_metrics.png"),
            ("σ sweep of the static GM-GAN prior (quality ↔ diversity), proxy protocol: `eval-gan sigma-sweep "
