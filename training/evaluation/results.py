@@ -154,7 +154,7 @@ def _targets(models: list[Manifest]) -> list[str]:
                and got.get("recall_k3", 0) >= recall and (hours is None or (_on_cpu(manifest) and cpu_hours <= hours)))
         measured = ", ".join(f"{key} {value:.3f}" for key, value in got.items())
         return (f"{'met' if met else 'not met'} by `{manifest.name}` ({measured}, {_seeds(summary)} seed(s)"
-                + (f", {cpu_hours:.2f} CPU-h" if hours is not None else "") + ")")
+                + (f", {_training_cost(manifest)}" if hours is not None else "") + ")")
 
     scored = [m for m in models if m.p0_fid() is not None]
     best = scored[0] if scored else None
