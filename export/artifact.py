@@ -9,11 +9,12 @@ import tempfile
 from pathlib import Path
 
 from runtime.manifest import MANIFEST_NAME, sha256_hex
-from training.data import load_holdout_set
+from training.data import load_holdout_set, load_mnist_uint8
 from training.run import load_trained
 
 from .drs import MIN_BURN_IN, calibrate
 from .graphs import SERIALISERS, DrsHead, build_graphs, freeze_, share_common_weights
+from .intensity import MatchedGenerator, fit_tone_curve
 from .manifest import ExportError, graph_metadata, manifest_facts
 
 
@@ -26,18 +27,27 @@ def check_output_folder(out: Path, force: bool) -> None:
 
 def export_run(run_dir: Path, graph_format: str, out: Path, data_root: Path, burn_in: int = MIN_BURN_IN,
                seed: int = 0, evaluation: list[dict] | None = None, force: bool = False,
-               raw_generator: bool = False) -> dict:
-    """Calibrate DRS on the run's held-out images, export both graphs, write `out`; returns the manifest."""
+               raw_generator: bool = False, match_intensities: bool = False) -> dict:
+    """Calibrate DRS on the run's held-out images, export both graphs, write `out`; returns the manifest.
+
+    match_intensities: fit a tone curve to MNIST train's pixel values (export/intensity.py) and bake it
+    into the generator graph; DRS is then calibrated on the matched images, which are what it will judge.
+    """
     out = Path(out)
     check_output_folder(out, force)
     trained = load_trained(run_dir, raw_generator=raw_generator)
     if trained.cfg.holdout == 0:
         raise ExportError(f"run {run_dir} held out no training images (holdout 0); DRS calibration needs them")
     generator, critic = freeze_(trained.generator), freeze_(trained.critic)
+    intensity_fit = None
+    if match_intensities:
+        real_train = load_mnist_uint8(data_root, train=True)[0].numpy()
+        curve, intensity_fit = fit_tone_curve(generator, real_train, trained.cfg.latent_dim, seed)
+        generator = MatchedGenerator(generator, curve.eval())
     real_images, real_labels = load_holdout_set(data_root, trained.cfg.holdout)
     calibration = calibrate(generator, critic, real_images, real_labels, trained.cfg.latent_dim, burn_in, seed)
 
-    facts = manifest_facts(trained, calibration, graph_format, evaluation or [])
+    facts = manifest_facts(trained, calibration, graph_format, evaluation or [], intensity_fit)
     head = DrsHead(calibration.scale, calibration.bias, calibration.max_logit, calibration.epsilon)
     serialise = SERIALISERS[graph_format]
     files = {

@@ -48,6 +48,9 @@ def export_command(
                                              show_default=False),
     raw_generator: bool = typer.Option(False, "--raw-generator", help="export the trained generator itself, not "
                                        "the run's EMA of it (an EMA lags a generator that still improves fast)"),
+    match_intensities: bool = typer.Option(False, "--match-intensities", help="bake in a tone curve that gives the "
+                                           "samples MNIST train's pixel-value histogram (clean background, "
+                                           "saturated strokes); fitted on train data only"),
 ) -> None:
     if burn_in < MIN_BURN_IN:
         raise UserError(f"--burn-in must be >= {MIN_BURN_IN} (D~_M is a maximum over at least 10k samples), got {burn_in}")
@@ -56,7 +59,7 @@ def export_command(
     results = read_evaluation(evaluation) if evaluation is not None else []
     target = out if out is not None else default_output(run_dir, graph_format.value)
     manifest = export_run(run_dir, graph_format.value, target, resolve_data_root(data_root), burn_in, seed, results, force,
-                          raw_generator)
+                          raw_generator, match_intensities)
     drs = manifest["drs"]
     typer.echo(json.dumps({
         "out": str(target),

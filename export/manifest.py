@@ -60,8 +60,9 @@ def graph_descriptions(trained: TrainedRun, graph_format: str) -> dict:
     }
 
 
-def manifest_facts(trained: TrainedRun, calibration: Calibration, graph_format: str, evaluation: list[dict]) -> dict:
-    """Everything manifest.json says except the graphs' sha256."""
+def manifest_facts(trained: TrainedRun, calibration: Calibration, graph_format: str, evaluation: list[dict],
+                   intensity_matching: dict | None = None) -> dict:
+    """Everything manifest.json says except the graphs' sha256; `intensity_matching` is the tone curve's fit, if any."""
     cfg, prior = trained.cfg, trained.generator.prior
     producers = {"torch": torch.__version__, "mnist-latent-gan": _version("mnist-latent-gan")}
     if graph_format == "onnx":
@@ -81,6 +82,7 @@ def manifest_facts(trained: TrainedRun, calibration: Calibration, graph_format: 
             "label": _label_meaning(trained),
         },
         "graphs": graph_descriptions(trained, graph_format),
+        "intensity_matching": intensity_matching,
         "drs": {"head": "logit = scale * raw critic score + bias (BCE fit, frozen critic)", **calibration.to_manifest()},
         "evaluation": evaluation,
         "opset": OPSET if graph_format == "onnx" else None,

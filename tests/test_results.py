@@ -93,3 +93,16 @@ def test_a_run_trained_on_an_accelerator_is_costed_in_its_minutes_and_misses_the
     row, target = results_with("NVIDIA H200")
     assert "| 10 min on NVIDIA H200 |" in row and "CPU-h" not in row
     assert f"not met by `{CONDITIONAL}`" in target  # the target is a CPU budget
+
+
+def test_a_model_exported_with_intensity_matching_says_so_in_its_architecture(run_eval, demo_artifacts,  # noqa: F811
+                                                                              tmp_path):
+    root, readme, grids = _layout(tmp_path, demo_artifacts)
+    manifest_path = root / CONDITIONAL / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["intensity_matching"] = {"method": "histogram matching", "knots": 257}
+    manifest_path.write_text(json.dumps(manifest))
+    assert run_eval("results", "--artifacts", root, "--readme", readme, "--grids", grids).returncode == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in readme.read_text().splitlines()
+            if line.startswith((f"| {CONDITIONAL} ", f"| {UNCONDITIONAL} "))}
+    assert rows == {CONDITIONAL: "mlp + intensity matching", UNCONDITIONAL: "mlp"}

@@ -59,6 +59,11 @@ def _seeds(summary: dict[str, MetricSummary]) -> str:
     return str(max(item.seeds for item in summary.values())) if summary else "–"
 
 
+def _architecture(data: dict) -> str:
+    """The architecture, and the tone curve baked in after it where the export fitted one (export/intensity.py)."""
+    return data["architecture"] + (" + intensity matching" if data.get("intensity_matching") else "")
+
+
 def _on_cpu(manifest: Manifest) -> bool:
     return manifest.data["training"].get("device", "cpu") == "cpu"  # manifests from before it was recorded: CPU runs
 
@@ -106,7 +111,7 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
             if rate is not None and not (p0 or proxy):
                 continue
             training = data["training"]
-            cells = [manifest.name, data["variant"], data["architecture"], training.get("generator_weights", "–"),
+            cells = [manifest.name, data["variant"], _architecture(data), training.get("generator_weights", "–"),
                      str(training["epochs_completed"]),
                      _training_cost(manifest), "plain" if rate is None else f"DRS {rate:.0%}", _seeds(p0),
                      *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
