@@ -55,10 +55,11 @@ def real_quantiles(real_uint8: np.ndarray, probabilities: np.ndarray) -> np.ndar
     """Quantiles in [-1, 1] of the real pixels, each uint8 level v spread evenly over [v - 0.5, v + 0.5] / 255
     (clipped to [0, 1]): a continuous inverse CDF within a level, which rounds back to v where v's mass
     lies, and a jump over levels no pixel takes."""
-    counts = np.bincount(np.asarray(real_uint8, dtype=np.uint8).ravel(), minlength=UINT8_LEVELS).astype(np.float64)
+    counts = np.bincount(np.asarray(real_uint8, dtype=np.uint8).ravel(), minlength=UINT8_LEVELS)
+    shares = counts / counts.sum()
     held = np.flatnonzero(counts)
-    cdf = np.cumsum(counts) / counts.sum()
-    probability_knots = np.stack([cdf[held] - counts[held] / counts.sum(), cdf[held]], axis=1).ravel()
+    cdf = np.cumsum(shares)
+    probability_knots = np.stack([cdf[held] - shares[held], cdf[held]], axis=1).ravel()
     value_knots = np.clip(np.stack([held - 0.5, held + 0.5], axis=1).ravel() / 255.0, 0.0, 1.0)
     return np.interp(probabilities, probability_knots, value_knots) * 2 - 1
 

@@ -10,6 +10,7 @@ import torch
 from export.artifact import export_run
 from export.graphs import freeze_
 from export.intensity import KNOTS, MatchedGenerator, ToneCurve, fit_tone_curve, real_quantiles
+from runtime.images import unit_to_uint8
 from runtime.model import GanModel
 from training.data import load_mnist_uint8
 from training.run import load_trained
@@ -31,7 +32,7 @@ def mnist_train() -> np.ndarray:
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """What P0 scores: (x + 1) / 2, rounded to uint8 as a PNG keeps it."""
-    return np.clip(np.rint((images.numpy() + 1) / 2 * 255), 0, 255).astype(np.uint8)
+    return unit_to_uint8((images.numpy() + 1) / 2)
 
 
 def pixel_shares(images: np.ndarray) -> tuple[float, float, float]:
