@@ -15,7 +15,7 @@ from PIL import Image
 
 from runtime.demo_support import CLASSIFIER_FOLDER, DigitClassifier
 from runtime.images import grid_png
-from runtime.manifest import P0_PROTOCOL, ArtifactError, Manifest
+from runtime.manifest import P0_PROTOCOL, ArtifactError, Manifest, sampling_label
 from runtime.model import NUM_DIGITS, GanModel, ProposalLimitReached
 from runtime.registry import ARTIFACTS_ENV, artifacts_root, best_model, runnable, shipped_models
 
@@ -78,15 +78,14 @@ CARD_METRICS = ("fid", "precision_k3", "recall_k3", "precision_k5", "recall_k5")
 
 
 def p0_rows(manifest: Manifest) -> list[tuple[str, dict[str, str]]]:
-    """(sampling, {metric: 'mean ± spread'}) for plain sampling and each recorded DRS rate, over the seeds."""
-    rates = sorted({entry.get("drs_rate") for entry in manifest.data.get("evaluation", [])
-                    if isinstance(entry, dict) and isinstance(entry.get("drs_rate"), (int, float))})
+    """(sampling, {metric: 'mean ± spread'}) for each recorded sampling setting (plain, DRS rates, latent
+    spreads), over the seeds."""
     rows = []
-    for rate in [None, *rates]:
-        summary = manifest.metric_summary(P0_PROTOCOL, rate)
+    for rate, spread in manifest.samplings():
+        summary = manifest.metric_summary(P0_PROTOCOL, rate, spread)
         if summary:
             seeds = max(item.seeds for item in summary.values())
-            sampling = ("plain" if rate is None else f"DRS {rate:.0%}") + f", {seeds} seed{'s' * (seeds > 1)}"
+            sampling = f"{sampling_label(rate, spread)}, {seeds} seed{'s' * (seeds > 1)}"
             rows.append((sampling, {name: f"{summary[name].mean:.3g}" + (
                 f" ± {summary[name].spread:.2g}" if summary[name].seeds > 1 else "")
                 for name in CARD_METRICS if name in summary}))

@@ -8,7 +8,8 @@
                        external data; listed in the manifest's sha256 like the graphs
       manifest.json    what the model is, its DRS calibration, sha256 of every file, and its
                        evaluations: `eval-gan score` records ({"protocol", "seed", "samples",
-                       "drs_rate", "metrics": {"p0/fid": ...}, ...}), appended by `eval-gan score --record`
+                       "drs_rate", "spread", "metrics": {"p0/fid": ...}, ...}), appended by
+                       `eval-gan score --record`; a record without "spread" was sampled at spread 1
 
 (`.pt` TorchScript files carry the same contract.) Export writes this layout and the runtime reads
 it; both take the names below from here.
@@ -33,6 +34,7 @@ GRAPH_IO = {
     "critic": (("image", "label"), ("logit", "F")),
 }
 P0_PROTOCOL = "p0"
+DEFAULT_SPREAD = 1.0  # the latent noise scale of plain sampling (eps ~ N(0, I))
 SHARED_WEIGHTS_NAME = "critic.weights"
 
 
@@ -108,16 +110,26 @@ class Manifest:
     def graph_file(self, role: str) -> str:
         return self.data["graphs"][role]["file"]
 
-    def evaluations(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None) -> list[dict]:
-        """The manifest's evaluation records (eval-gan's format) under `protocol` at one DRS setting."""
-        return [entry for entry in self.data.get("evaluation", [])
-                if isinstance(entry, dict) and entry.get("protocol") == protocol
-                and entry.get("drs_rate") == drs_rate and isinstance(entry.get("metrics"), dict)]
+    def evaluations(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None,
+                    spread: float = DEFAULT_SPREAD) -> list[dict]:
+        """The manifest's evaluation records (eval-gan's format) under `protocol` at one sampling setting."""
+        return [entry for entry in self._records()
+                if entry.get("protocol") == protocol and _sampling(entry) == (drs_rate, spread)]
 
-    def metric_summary(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None) -> dict[str, MetricSummary]:
+    def samplings(self) -> list[tuple[float | None, float]]:
+        """The (DRS rate, spread) settings with records: plain first, then by DRS rate, spreads from 1 down."""
+        return sorted({_sampling(entry) for entry in self._records()},
+                      key=lambda setting: (setting[0] is not None, setting[0] or 0.0, -setting[1]))
+
+    def _records(self) -> list[dict]:
+        return [entry for entry in self.data.get("evaluation", [])
+                if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict)]
+
+    def metric_summary(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None,
+                       spread: float = DEFAULT_SPREAD) -> dict[str, MetricSummary]:
         """Each metric's mean and spread over the recorded sampling seeds (PROTOCOL.md item 6)."""
         values: dict[str, list[float]] = {}
-        for entry in self.evaluations(protocol, drs_rate):
+        for entry in self.evaluations(protocol, drs_rate, spread):
             for key, value in entry["metrics"].items():
                 name = key.removeprefix(f"{protocol}/")
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -164,8 +176,20 @@ class Manifest:
         self.external_data()
 
 
-# Two records describe the same measurement when these agree; a new one replaces the old.
-_RECORD_IDENTITY = ("protocol", "samples", "seed", "class_sampling", "drs_rate")
+def _sampling(record: dict) -> tuple[float | None, float]:
+    return record.get("drs_rate"), record.get("spread", DEFAULT_SPREAD)
+
+
+def sampling_label(drs_rate: float | None, spread: float = DEFAULT_SPREAD) -> str:
+    """'plain', 'DRS 20%', 'spread 0.9' or 'DRS 20%, spread 0.9'."""
+    parts = ([] if drs_rate is None else [f"DRS {drs_rate:.0%}"]) + (
+        [] if spread == DEFAULT_SPREAD else [f"spread {spread:g}"])
+    return ", ".join(parts) or "plain"
+
+
+def _record_identity(record: dict) -> tuple:
+    """Two records describe the same measurement when these agree; a new one replaces the old."""
+    return (*(record.get(key) for key in ("protocol", "samples", "seed", "class_sampling")), *_sampling(record))
 
 
 def record_evaluation(folder: Path, record: dict) -> Manifest:
@@ -174,9 +198,8 @@ def record_evaluation(folder: Path, record: dict) -> Manifest:
     folder = read_manifest(folder).folder  # a one-line error for a folder that is not a model, before locking it
     with folder_lock(folder):
         manifest = read_manifest(folder)
-        identity = [record.get(key) for key in _RECORD_IDENTITY]
         kept = [entry for entry in manifest.data["evaluation"]
-                if not (isinstance(entry, dict) and [entry.get(key) for key in _RECORD_IDENTITY] == identity)]
+                if not (isinstance(entry, dict) and _record_identity(entry) == _record_identity(record))]
         data = {**manifest.data, "evaluation": [*kept, record]}
         atomic_write_text(manifest.folder / MANIFEST_NAME, json.dumps(data, indent=2) + "\n")
     return Manifest(manifest.folder, data)

@@ -44,7 +44,8 @@ P0_RESULTS = {UNCONDITIONAL: [{"protocol": "p0", "seed": 0,
               CONDITIONAL: [{"protocol": "p0", "seed": seed, "metrics": {"p0/fid": fid, "p0/precision_k3": 0.55,
                                                                        "p0/recall_k3": 0.47}}
                             for seed, fid in ((0, 119.25), (1, 121.25))]
-              + [{"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 110.0}}]}
+              + [{"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 110.0}},
+                 {"protocol": "p0", "seed": 0, "spread": 0.9, "metrics": {"p0/fid": 130.0, "p0/precision_k3": 0.6}}]}
 
 
 def write_centroid_classifier(folder, images, labels):
@@ -290,6 +291,8 @@ def test_model_card_lists_p0_results_and_a_grid_per_model(client, demo_artifacts
         [UNCONDITIONAL, "wgan_gp", "mlp", "normal", "none", "plain, 1 seed", "95.5", "0.61", "0.52", "—", "—"],
         [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "plain, 2 seeds", "120 ± 1", "0.55 ± 0",
          "0.47 ± 0", "—", "—"],
+        [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "spread 0.9, 1 seed", "130", "0.6", "—", "—",
+         "—"],
         [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "DRS 20%, 1 seed", "110", "—", "—", "—", "—"]]
     assert "P0 FID 120.25" in models.choice_label(CONDITIONAL)  # the mean over seeds, without DRS
     about, digit, score_digit, grid = client.predict(CONDITIONAL, api_name="/select_model")

@@ -187,13 +187,19 @@ def test_score_an_exported_artifact(run_eval, runs, tmp_path):
     assert 0 <= record["metrics"]["proxy/label_accuracy"] <= 1
 
     # --record adds each measurement to the manifest; the same measurement again replaces it.
-    for drs_rate in (None, 0.5, 0.5):
-        extra = ["--drs-rate", drs_rate] if drs_rate else []
+    for drs_rate, spread in ((None, None), (0.5, None), (0.5, None), (None, 0.8), (None, 0.8)):
+        extra = (["--drs-rate", drs_rate] if drs_rate else []) + (["--spread", spread] if spread else [])
         result = run_eval("score", artifact, "--protocol", "proxy", "--n", 200, "--record", "--quiet", *extra)
         assert result.returncode == 0, result.stderr
-    recorded = read_manifest(artifact).data["evaluation"]
-    assert [(r["protocol"], r["seed"], r["samples"], r["drs_rate"]) for r in recorded] == [
-        ("proxy", 0, 200, None), ("proxy", 0, 200, 0.5)]
+    manifest = read_manifest(artifact)
+    recorded = manifest.data["evaluation"]
+    assert [(r["protocol"], r["seed"], r["samples"], r["drs_rate"], r["spread"]) for r in recorded] == [
+        ("proxy", 0, 200, None, 1.0), ("proxy", 0, 200, 0.5, 1.0), ("proxy", 0, 200, None, 0.8)]
     assert recorded[0]["metrics"] == record["metrics"]  # same seed, same samples, same numbers
     assert recorded[1]["metrics"] != record["metrics"]  # DRS kept other images
-    assert read_manifest(artifact).metric_summary("proxy", 0.5)["fid"].seeds == 1
+    assert recorded[2]["metrics"] != record["metrics"]  # narrower noise, other images
+    assert manifest.samplings() == [(None, 1.0), (None, 0.8), (0.5, 1.0)]
+    assert manifest.metric_summary("proxy", 0.5)["fid"].seeds == 1
+    # Each setting is summarised alone: the spread record does not leak into the plain one.
+    assert manifest.metric_summary("proxy")["fid"].mean == record["metrics"]["proxy/fid"]
+    assert manifest.metric_summary("proxy", spread=0.8)["fid"].mean == recorded[2]["metrics"]["proxy/fid"]

@@ -38,12 +38,14 @@ def test_results_section_is_the_manifests_numbers_and_check_notices_a_change(run
     assert text.startswith("# Title\n\n## Results\n<!-- results:start -->\n") and text.endswith("\n## After\n")
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
             if line.startswith((f"| {CONDITIONAL} ", f"| {UNCONDITIONAL} "))]
-    # The unconditional model (P0 FID 95.5) sorts first; the conditional one has two seeds and a DRS record.
+    # The unconditional model (P0 FID 95.5) sorts first; the conditional one has two seeds, a DRS record and
+    # one at latent spread 0.9.
     assert [(row[0], row[6]) for row in rows] == [(UNCONDITIONAL, "plain"), (CONDITIONAL, "plain"),
-                                                 (CONDITIONAL, "DRS 20%")]
+                                                 (CONDITIONAL, "DRS 20%"), (CONDITIONAL, "spread 0.9")]
     assert rows[1][1:5] == ["wgan_gp_cond", "mlp", "raw", "1"] and rows[1][5].endswith(" CPU-h")  # a CPU run
     assert rows[1][7:13] == ["2", "120.25 ± 1.00", "0.550 ± 0.000", "0.470 ± 0.000", "–", "–"]
     assert rows[2][7:9] == ["1", "110.00"] and rows[0][7:9] == ["1", "95.50"]
+    assert rows[3][7:10] == ["1", "130.00", "0.600"]
     assert "Real-vs-real floor (P0, MNIST train (10,000 random images, seed 0) vs MNIST test 10k): FID 1.56" in text
     assert f"not met by `{UNCONDITIONAL}` (fid 95.500, precision_k3 0.610, recall_k3 0.520, 1 seed(s))" in text
     assert f"not met by `{CONDITIONAL}` (fid 120.250" in text and "CPU-h)" in text

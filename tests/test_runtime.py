@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from export.artifact import export_run
-from runtime.manifest import ArtifactError
+from runtime.manifest import ArtifactError, record_evaluation
 from runtime.model import GanModel, InvalidRequest, ProposalLimitReached
 from runtime.registry import ARTIFACTS_ENV, best_model, shipped_models
 from training.data import load_holdout_set
@@ -347,3 +347,15 @@ def test_parallel_records_into_one_manifest_all_survive(artifacts, tmp_path):
     recorded = json.loads((model / "manifest.json").read_text())["evaluation"]
     assert sorted(r["seed"] for r in recorded if r["protocol"] == "p0") == list(seeds)
     assert sorted(model.iterdir()) == sorted(model / p.name for p in (artifacts / "cond").iterdir())  # no lock file
+
+
+def test_a_record_at_spread_1_replaces_one_written_before_records_had_a_spread(artifacts, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(artifacts / "cond", model)
+    old = {"protocol": "p0", "samples": 10000, "seed": 0, "class_sampling": "uniform", "drs_rate": None,
+           "metrics": {"p0/fid": 9.0}}
+    for record in (old, {**old, "spread": 0.9, "metrics": {"p0/fid": 12.0}}, {**old, "spread": 1.0}):
+        manifest = record_evaluation(model, record)
+    assert [(r.get("spread"), r["metrics"]["p0/fid"]) for r in manifest.evaluations()] == [(1.0, 9.0)]
+    assert [(r.get("spread"), r["metrics"]["p0/fid"]) for r in manifest.evaluations(spread=0.9)] == [(0.9, 12.0)]
+    assert len([r for r in manifest.data["evaluation"] if r["protocol"] == "p0"]) == 2

@@ -7,13 +7,14 @@ Every number is printed with its protocol, sample count and seed; `p0` is the re
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from runtime.clitools import run_app
-from runtime.manifest import ArtifactError, record_evaluation
+from runtime.manifest import DEFAULT_SPREAD, ArtifactError, record_evaluation, sampling_label
 from runtime.model import InvalidRequest
 
 from .checkpoint import CheckpointError
@@ -52,6 +53,11 @@ def _report(study: str, records: list[dict], evaluator: Evaluator, json_path: Op
     typer.echo(table, nl=False)
 
 
+def _sampling_suffix(record: dict) -> str:
+    label = sampling_label(record.get("drs_rate"), record.get("spread", DEFAULT_SPREAD))
+    return "" if label == "plain" else f" ({label})"
+
+
 @app.command("score")
 def score_command(
     source: Path = typer.Argument(..., help="a run folder (or its checkpoint.safetensors), an exported artifact "
@@ -64,8 +70,10 @@ def score_command(
                                                  "(equal counts per digit, default) or mnist (MNIST train frequencies)"),
     drs_rate: Optional[float] = typer.Option(None, "--drs-rate", help="exported artifacts: sample through DRS "
                                              "at this target acceptance rate (0.2 = 20 %)"),
+    spread: float = typer.Option(DEFAULT_SPREAD, "--spread", help="exported artifacts: scale the latent noise "
+                                 "eps by this (below 1: truncation, typical digits; above 1: more varied ones)"),
     record: bool = typer.Option(False, "--record", help="exported artifacts: add the result to the artifact's "
-                                "manifest.json (replacing the same protocol/seed/samples/DRS measurement)"),
+                                "manifest.json (replacing the same protocol/seed/samples/DRS/spread measurement)"),
     data_root: Optional[Path] = DataRootOption,
     json_path: Optional[Path] = JsonOption,
     markdown_path: Optional[Path] = MarkdownOption,
@@ -74,15 +82,17 @@ def score_command(
     """Score a run, an exported artifact or a folder of PNGs against MNIST test."""
     if drs_rate is not None and not 0 < drs_rate <= 1:
         raise EvaluationError(f"--drs-rate must be a target acceptance rate in (0, 1], got {drs_rate:g}")
+    if not 0 < spread < math.inf:
+        raise EvaluationError(f"--spread must be a finite number > 0, got {spread:g}")
     if record and not is_artifact(source):
         raise EvaluationError(f"--record needs an exported artifact folder; {source} is not one")
     root = resolve_data_root(data_root)
     evaluator = Evaluator(protocol, root, progress=not quiet)
     samples = open_source(source, n if n is None else evaluator.sample_count(n), seed, class_sampling, root,
-                          evaluator.protocol.samples, progress=not quiet, drs_rate=drs_rate)
+                          evaluator.protocol.samples, progress=not quiet, drs_rate=drs_rate, spread=spread)
     result = evaluator.score(samples)
     _report("score", [result], evaluator, json_path, markdown_path,
-            label=("source", lambda r: r["source"] + (f" (DRS {r['drs_rate']:.0%})" if r.get("drs_rate") else "")))
+            label=("source", lambda r: r["source"] + _sampling_suffix(r)))
     if record:
         record_evaluation(source, result)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from runtime.fsutil import atomic_write_bytes, atomic_write_text
 from runtime.images import grid_png
-from runtime.manifest import P0_PROTOCOL, Manifest, MetricSummary
+from runtime.manifest import DEFAULT_SPREAD, P0_PROTOCOL, Manifest, MetricSummary, sampling_label
 from runtime.model import GanModel
 from runtime.registry import artifacts_root, runnable, shipped_models
 
@@ -106,14 +106,16 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for manifest in models:
         data = manifest.data
-        for rate in (None, DRS_RATE):
-            p0, proxy = manifest.metric_summary(P0_PROTOCOL, rate), manifest.metric_summary("proxy", rate)
-            if rate is not None and not (p0 or proxy):
+        # Plain and DRS 20 % always have a row (dashes if unmeasured); other recorded settings follow.
+        settings = [(None, DEFAULT_SPREAD), (DRS_RATE, DEFAULT_SPREAD)]
+        for rate, spread in settings + [setting for setting in manifest.samplings() if setting not in settings]:
+            p0, proxy = (manifest.metric_summary(protocol, rate, spread) for protocol in (P0_PROTOCOL, "proxy"))
+            if (rate, spread) != settings[0] and not (p0 or proxy):
                 continue
             training = data["training"]
             cells = [manifest.name, data["variant"], _architecture(data), training.get("generator_weights", "–"),
                      str(training["epochs_completed"]),
-                     _training_cost(manifest), "plain" if rate is None else f"DRS {rate:.0%}", _seeds(p0),
+                     _training_cost(manifest), sampling_label(rate, spread), _seeds(p0),
                      *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
                      *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS)]
             lines.append("| " + " | ".join(cells) + " |")

@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from runtime.images import unit_to_uint8
+from runtime.manifest import DEFAULT_SPREAD
 from runtime.model import GanModel
 from training.data import load_mnist_uint8
 from training.models import GeneratorBundle
@@ -154,8 +155,9 @@ def sample_run(generator: GeneratorBundle, source: str, n: int, seed: int, class
 
 
 def sample_artifact(folder: Path, n: int, seed: int, class_sampling: str | None, data_root: Path,
-                    drs_rate: float | None = None) -> Samples:
-    """n images from an exported model through runtime.model (onnxruntime), with DRS at `drs_rate` if given.
+                    drs_rate: float | None = None, spread: float = DEFAULT_SPREAD) -> Samples:
+    """n images from an exported model through runtime.model (onnxruntime), with DRS at `drs_rate` if given,
+    the latent noise scaled by `spread`.
 
     Conditional models get exact per-digit counts (DRS then accepts each digit at its own gamma);
     digit d's noise is the runtime's for seed `seed * 10 + d`, so that digits do not share their noise."""
@@ -164,13 +166,13 @@ def sample_artifact(folder: Path, n: int, seed: int, class_sampling: str | None,
     if model.conditional:
         counts = digit_counts(n, _digit_weights(class_sampling, data_root))
         images = np.concatenate([model.generate(int(count), seed=seed * NUM_DIGITS + digit, digit=digit,
-                                                drs_rate=drs_rate)[0]
+                                                drs_rate=drs_rate, spread=spread)[0]
                                  for digit, count in enumerate(counts) if count])
         labels = np.repeat(np.arange(NUM_DIGITS), counts)
     else:
-        images, labels = model.generate(n, seed=seed, drs_rate=drs_rate)[0], None
+        images, labels = model.generate(n, seed=seed, drs_rate=drs_rate, spread=spread)[0], None
     return Samples(images, labels, {"source": str(folder), "samples": n, "seed": seed,
-                                    "class_sampling": class_sampling, "drs_rate": drs_rate})
+                                    "class_sampling": class_sampling, "drs_rate": drs_rate, "spread": spread})
 
 
 def is_artifact(path: Path) -> bool:
@@ -178,20 +180,24 @@ def is_artifact(path: Path) -> bool:
 
 
 def open_source(path: Path, n: int | None, seed: int, class_sampling: str | None, data_root: Path,
-                default_samples: int, progress: bool = False, drs_rate: float | None = None) -> Samples:
+                default_samples: int, progress: bool = False, drs_rate: float | None = None,
+                spread: float = DEFAULT_SPREAD) -> Samples:
     """A run folder or checkpoint, or an exported artifact (n samples, default `default_samples`, from
-    `seed`, through DRS at `drs_rate` if given), or a folder of PNGs (the first n, default all)."""
+    `seed`, through DRS at `drs_rate` if given, noise scaled by `spread`), or a folder of PNGs (the first n,
+    default all)."""
     path = Path(path)
     if not path.exists():
         raise EvaluationError(f"{path} does not exist; give a run folder, its {CHECKPOINT_NAME}, an exported "
                               "artifact or a folder of PNGs")
     if drs_rate is not None and not is_artifact(path):
         raise EvaluationError(f"--drs-rate needs an exported artifact (its calibrated DRS head); {path} is not one")
+    if spread != DEFAULT_SPREAD and not is_artifact(path):
+        raise EvaluationError(f"--spread needs an exported artifact; {path} is not one")
     if _run_dir(path) is not None:
         return sample_run(load_generator(path), str(path), n or default_samples, seed, class_sampling, data_root,
                           progress)
     if is_artifact(path):
-        return sample_artifact(path, n or default_samples, seed, class_sampling, data_root, drs_rate)
+        return sample_artifact(path, n or default_samples, seed, class_sampling, data_root, drs_rate, spread)
     if path.is_dir():
         if class_sampling is not None:
             raise EvaluationError("--class-sampling applies to run folders, not to a folder of PNGs")
