@@ -177,7 +177,8 @@ class Manifest:
 
 
 def _sampling(record: dict) -> tuple[float | None, float]:
-    return record.get("drs_rate"), record.get("spread", DEFAULT_SPREAD)
+    spread = record.get("spread")  # absent in records from before the option: spread 1
+    return record.get("drs_rate"), DEFAULT_SPREAD if spread is None else spread
 
 
 def sampling_label(drs_rate: float | None, spread: float = DEFAULT_SPREAD) -> str:
