@@ -23,6 +23,8 @@
 # checkout and are used when present: pytorch-fid's wheel (.dev/whl), MNIST's raw files gzipped
 # (.dev/data), and a shim for its SciPy >= 1.18, whose sqrtm no longer takes pytorch-fid's disp=False
 # (a normal install pins scipy < 1.18 instead; see pyproject.toml).
+# That machine also took at most 64 MiB of working tree, which artifacts/ alone exceeds: it was left
+# out of the copy except artifacts/mnist_classifier, which the proxy evaluation during training needs.
 set -u
 DEADLINE=${DEADLINE:-420}
 OUT=${OUT:?set OUT to the folder that receives the results}
