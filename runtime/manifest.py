@@ -114,11 +114,11 @@ class Manifest:
                     spread: float = DEFAULT_SPREAD) -> list[dict]:
         """The manifest's evaluation records (eval-gan's format) under `protocol` at one sampling setting."""
         return [entry for entry in self._records()
-                if entry.get("protocol") == protocol and _sampling(entry) == (drs_rate, spread)]
+                if entry.get("protocol") == protocol and record_sampling(entry) == (drs_rate, spread)]
 
     def samplings(self) -> list[tuple[float | None, float]]:
         """The (DRS rate, spread) settings with records: plain first, then by DRS rate, spreads from 1 down."""
-        return sorted({_sampling(entry) for entry in self._records()},
+        return sorted({record_sampling(entry) for entry in self._records()},
                       key=lambda setting: (setting[0] is not None, setting[0] or 0.0, -setting[1]))
 
     def _records(self) -> list[dict]:
@@ -176,7 +176,8 @@ class Manifest:
         self.external_data()
 
 
-def _sampling(record: dict) -> tuple[float | None, float]:
+def record_sampling(record: dict) -> tuple[float | None, float]:
+    """A record's (DRS rate, spread)."""
     spread = record.get("spread")  # absent in records from before the option: spread 1
     return record.get("drs_rate"), DEFAULT_SPREAD if spread is None else spread
 
@@ -190,7 +191,7 @@ def sampling_label(drs_rate: float | None, spread: float = DEFAULT_SPREAD) -> st
 
 def _record_identity(record: dict) -> tuple:
     """Two records describe the same measurement when these agree; a new one replaces the old."""
-    return (*(record.get(key) for key in ("protocol", "samples", "seed", "class_sampling")), *_sampling(record))
+    return (*(record.get(key) for key in ("protocol", "samples", "seed", "class_sampling")), *record_sampling(record))
 
 
 def record_evaluation(folder: Path, record: dict) -> Manifest:

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from runtime.clitools import run_app
-from runtime.manifest import DEFAULT_SPREAD, ArtifactError, record_evaluation, sampling_label
+from runtime.manifest import DEFAULT_SPREAD, ArtifactError, record_evaluation, record_sampling, sampling_label
 from runtime.model import InvalidRequest
 
 from .checkpoint import CheckpointError
@@ -54,7 +54,7 @@ def _report(study: str, records: list[dict], evaluator: Evaluator, json_path: Op
 
 
 def _sampling_suffix(record: dict) -> str:
-    label = sampling_label(record.get("drs_rate"), record.get("spread", DEFAULT_SPREAD))
+    label = sampling_label(*record_sampling(record))
     return "" if label == "plain" else f" ({label})"
 
 

@@ -106,7 +106,7 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for manifest in models:
         data = manifest.data
-        # Plain and DRS 20 % always have a row (dashes if unmeasured); other recorded settings follow.
+        # Plain always has a row (dashes if unmeasured), DRS 20 % next if measured, then other recorded settings.
         settings = [(None, DEFAULT_SPREAD), (DRS_RATE, DEFAULT_SPREAD)]
         for rate, spread in settings + [setting for setting in manifest.samplings() if setting not in settings]:
             p0, proxy = (manifest.metric_summary(protocol, rate, spread) for protocol in (P0_PROTOCOL, "proxy"))
