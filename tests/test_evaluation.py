@@ -22,7 +22,7 @@ from training.evaluation import EvaluationError
 from training.evaluation.cache import load_reference
 from training.evaluation.features import InceptionPool3
 from training.evaluation.fid import frechet_distance, gaussian_stats
-from training.evaluation.prdc import neighbour_radii, precision_recall
+from training.evaluation.prdc import neighbour_radii, precision_recall, realism_scores
 from training.evaluation.protocols import PROTOCOLS, Protocol
 from training.evaluation.proxy_classifier import (
     CLASSIFIER_DIR,
@@ -89,6 +89,28 @@ def test_radii_exclude_the_point_itself_and_balls_are_open():
     on_the_sphere = precision_recall(line, np.array([[6.0], *far]), (3,))  # exactly 3 from the point at 3
     inside = precision_recall(line, np.array([[5.999], *far]), (3,))
     assert on_the_sphere[3]["precision"] == 0.0 and inside[3]["precision"] == 0.25
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 1024])
+def test_realism_score_is_the_papers_ratio_over_the_typical_half_of_the_real_balls(block_rows):
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(60, 5)), rng.normal(0.2, 1.5, size=(40, 5))
+    radii = neighbour_radii(real, (3,))[3]
+    typical = radii <= np.median(radii)  # the lower 30 of 60, as with torch's median (the lower middle value)
+    distances = np.linalg.norm(fake[:, None] - real[None, typical], axis=2)
+    expected = (radii[typical][None] / distances).max(axis=1)
+    assert realism_scores(real, fake, 3, block_rows=block_rows) == pytest.approx(expected, rel=1e-12)
+    # Above 1 exactly when the point lies inside some typical real ball (precision's test, narrowed).
+    inside = (distances < radii[typical][None]).any(axis=1)
+    assert ((expected > 1) == inside).all() and 0 < inside.mean() < 1
+
+
+def test_realism_score_of_a_real_point_is_infinite_and_far_points_score_near_zero():
+    line = np.array([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    scores = realism_scores(line, np.array([[2.0], [1000.0]]), 1)
+    assert scores[0] == np.inf and 0 < scores[1] < 0.01
+    with pytest.raises(EvaluationError, match="generated features must be"):
+        realism_scores(line, np.zeros((2, 3)), 1)
 
 
 def test_fewer_samples_than_k_plus_one_is_an_error():

@@ -174,11 +174,49 @@ def test_bad_input_is_one_line_and_exit_2(run_eval, runs, tmp_path):
     assert not out_json.exists()  # no half-written report
 
 
-def test_score_an_exported_artifact(run_eval, runs, tmp_path):
+@pytest.fixture(scope="module")
+def artifact(runs, tmp_path_factory):
+    """The tiny conditional run, exported."""
     from export.artifact import export_run
 
-    artifact = tmp_path / "artifact"
-    export_run(runs["wgan_gp_cond"], "onnx", artifact, DATA_ROOT, burn_in=500)
+    folder = tmp_path_factory.mktemp("artifact") / "wgan_gp_cond"
+    export_run(runs["wgan_gp_cond"], "onnx", folder, DATA_ROOT, burn_in=500)
+    return folder
+
+
+def test_rejection_study_scores_each_rule_at_equal_counts(run_eval, artifact, runs, tmp_path):
+    out_json = tmp_path / "rejection.json"
+    result = run_eval("rejection-study", artifact, "--protocol", "proxy", "--n", 200, "--keep", 0.5, "--keep", 0.8,
+                      "--json", out_json, "--quiet")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(out_json.read_text())["records"]
+    assert [(r["rule"], r["keep"], r["samples"]) for r in records] == [
+        ("none", 1.0, 200), *[(rule, keep, count) for keep, count in ((0.5, 100), (0.8, 160))
+                              for rule in ("random", "realism", "critic logit")]]
+    assert all(r["proposals"] == 200 for r in records[1:])
+    kept_by = {(r["rule"], r["keep"]): r["metrics"] for r in records}
+    # Different rules keep different images; each scores its own.
+    assert kept_by[("realism", 0.5)] != kept_by[("random", 0.5)] != kept_by[("critic logit", 0.5)]
+    assert "realism, 100 of 200" in result.stdout
+    for args, fragment in (([artifact, "--keep", 1.0], "--keep must be a share"),
+                           ([artifact, "--n", 10, "--keep", 0.2], "kept (0.2 of 10) set has 2 samples"),
+                           ([runs["wgan_gp_cond"]], "is not an exported artifact folder")):
+        assert_one_line_error(run_eval("rejection-study", *args, "--protocol", "proxy"), fragment)
+
+
+def test_rejection_keeps_the_highest_scores_within_each_digit():
+    from training.evaluation.studies import keep_highest
+
+    scores = np.array([5.0, 1.0, 0.5, 2.0, 3.0, 7.0, 9.0, 8.0])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    # Digit 1 holds three of the four highest scores, yet each digit keeps its own half.
+    assert keep_highest(scores, labels, 0.5).tolist() == [0, 3, 6, 7]
+    assert keep_highest(scores, None, 0.5).tolist() == [0, 5, 6, 7]
+    assert keep_highest(scores, None, 0.25).tolist() == [6, 7]
+    assert keep_highest(scores, labels, 0.25).tolist() == [0, 6]
+
+
+def test_score_an_exported_artifact(run_eval, artifact, tmp_path):
     out_json = tmp_path / "artifact.json"
     result = run_eval("score", artifact, "--protocol", "proxy", "--n", 200, "--json", out_json, "--quiet")
     assert result.returncode == 0, result.stderr

@@ -28,7 +28,7 @@ from .evaluation.report import markdown, write_outputs
 from .evaluation.results import results_markdown, update_readme, write_grids
 from .evaluation.scoring import Evaluator
 from .evaluation.sources import is_artifact, load_generator, open_source
-from .evaluation.studies import class_sampling_study, real_vs_real_floor, sigma_sweep
+from .evaluation.studies import class_sampling_study, real_vs_real_floor, rejection_study, sigma_sweep
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -167,6 +167,32 @@ def class_sampling_command(
     evaluator = Evaluator(protocol, root, progress=not quiet)
     records = class_sampling_study(generator, str(run), evaluator, evaluator.sample_count(n), seed, root)
     _report("class_sampling", records, evaluator, json_path, markdown_path)
+
+
+@app.command("rejection-study")
+def rejection_study_command(
+    artifact: Path = typer.Argument(..., help="an exported artifact folder"),
+    keeps: list[float] = typer.Option([0.9, 0.8], "--keep", help="share of the samples kept by each rule "
+                                      "(repeat the option for several)"),
+    protocol: str = ProtocolOption,
+    n: int = typer.Option(3000, "--n", min=1, help="samples generated; each rule keeps a share of the same ones"),
+    seed: int = SeedOption,
+    data_root: Optional[Path] = DataRootOption,
+    json_path: Optional[Path] = JsonOption,
+    markdown_path: Optional[Path] = MarkdownOption,
+    quiet: bool = QuietOption,
+):
+    """Which samples should rejection drop? Random vs realism score vs critic logit, at equal counts.
+
+    The realism score is taken in the MNIST classifier's feature space, which the proxy protocol also
+    measures in: under --protocol proxy the realism rule is judged by its own features (use p0)."""
+    if not is_artifact(artifact):
+        raise EvaluationError(f"{artifact} is not an exported artifact folder (manifest.json and ONNX graphs)")
+    root = resolve_data_root(data_root)
+    evaluator = Evaluator(protocol, root, progress=not quiet)
+    records = rejection_study(artifact, evaluator, evaluator.sample_count(n), seed, keeps, root)
+    _report("rejection_study", records, evaluator, json_path, markdown_path,
+            label=("kept", lambda r: f"{r['rule']}, {r['samples']:,} of {n:,}"))
 
 
 @app.command("train-classifier")

@@ -100,3 +100,26 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, ks: tuple[int, ...],
         }
         for k in ks
     }
+
+
+def realism_scores(real: np.ndarray, fake: np.ndarray, k: int = 3,
+                   block_rows: int = DEFAULT_BLOCK_ROWS) -> np.ndarray:
+    """Realism score of each generated point (Kynkäänniemi et al. 2019, section 5): the largest
+    radius_k(r) / |fake - r| over the real points r; above 1 means inside some real ball.
+
+    As in the paper, only real points whose radius is at most the median count, so that the wide balls
+    of outliers do not call everything realistic."""
+    real_t = _as_float64(real, (k,), "real")
+    fake_t = torch.from_numpy(np.asarray(fake, dtype=np.float64))
+    if fake_t.ndim != 2 or fake_t.shape[1] != real_t.shape[1]:
+        raise EvaluationError(f"generated features must be [N, {real_t.shape[1]}], got shape {tuple(fake_t.shape)}")
+    radii = torch.from_numpy(neighbour_radii(real, (k,), block_rows)[k])
+    typical = radii <= radii.median()
+    real_t, radii = real_t[typical], radii[typical]
+    real_sq = (real_t * real_t).sum(dim=1)
+    buffer = torch.empty(min(block_rows, max(len(fake_t), 1)), len(real_t), dtype=torch.float64)
+    scores = np.empty(len(fake_t))
+    for rows in _row_blocks(len(fake_t), block_rows):
+        distances = _distances(fake_t[rows], real_t, real_sq, buffer[:rows.stop - rows.start])
+        scores[rows] = (radii[None, :] / distances).amax(dim=1).numpy()  # an exact copy of a real point: inf
+    return scores

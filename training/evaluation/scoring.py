@@ -14,7 +14,7 @@ from training.priors import NUM_DIGITS
 
 from . import EvaluationError
 from .cache import Reference, cache_dir, load_reference, read_floor, reference_key
-from .features import EXTRACTORS
+from .features import EXTRACTORS, Features
 from .fid import frechet_distance, gaussian_stats
 from .prdc import check_enough, precision_recall
 from .protocols import PROTOCOLS, REFERENCE_SET
@@ -89,13 +89,17 @@ class Evaluator:
         """The real-vs-real floor: measured on this machine (`eval-gan floor`), else the one shipped in artifacts/."""
         return read_floor(self.protocol, self.key) or shipped_floor(self.protocol)
 
-    def score(self, samples: Samples) -> dict:
-        """One record: what was scored (source, samples, seed, class sampling), under which protocol, the metrics."""
+    def score(self, samples: Samples, features: Features | None = None) -> dict:
+        """One record: what was scored (source, samples, seed, class sampling), under which protocol, the metrics.
+
+        features: the samples' features under this protocol when already extracted (a study scoring
+        subsets of one sample)."""
         started = time.perf_counter()
         protocol = self.protocol
         check_enough(len(samples.images), protocol.ks, "generated")
         reference = self.reference
-        features = self.extractor(samples.images, self.progress)
+        if features is None:
+            features = self.extractor(samples.images, self.progress)
         metrics = {"fid": frechet_distance(gaussian_stats(features.vectors), reference.stats)}
         pr = precision_recall(reference.features, features.vectors, protocol.ks, reference.radii)
         for k, values in pr.items():

@@ -1,5 +1,5 @@
 """The seeds' studies: the σ sweep of a mixture prior, uniform vs MNIST-frequency class sampling, and
-the real-vs-real floor."""
+the real-vs-real floor; and ours: which generated images a rejection rule should drop."""
 
 from __future__ import annotations
 
@@ -10,16 +10,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.data import load_mnist_uint8
+from runtime.model import GanModel
+from training.data import load_holdout_set, load_mnist_uint8
 from training.models import GeneratorBundle
 from training.priors import GaussianMixturePrior
 
 from . import EvaluationError
 from .cache import write_floor
+from .features import ClassifierFeatures, Features
+from .prdc import check_enough, realism_scores
 from .scoring import Evaluator
-from .sources import CLASS_SAMPLINGS, Samples, is_conditional, sample_run
+from .sources import CLASS_SAMPLINGS, Samples, is_conditional, sample_artifact, sample_run
 
 STRIP_LENGTH = 10  # images per σ in the sweep's figure
+# The real images the realism score compares with: MNIST train's last 5,000, which training holds out by
+# default (--holdout), so no model trained with the defaults has seen them.
+REALISM_BANK = 5000
+REALISM_K = 3
 
 
 def with_sigma(generator: GeneratorBundle, sigma: float) -> GeneratorBundle:
@@ -73,3 +80,54 @@ def real_vs_real_floor(evaluator: Evaluator, data_root: Path, n: int, seed: int)
     if n == evaluator.protocol.samples:
         write_floor(evaluator.protocol, evaluator.key, record)
     return record
+
+
+def critic_logits(model: GanModel, images: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+    """The exported DRS head's calibrated logit D~ of each image (under its own digit for conditional models)."""
+    if labels is None:
+        return model.score(images).logit
+    logits = np.empty(len(images))
+    for digit in np.unique(labels):
+        chosen = labels == digit
+        logits[chosen] = model.score(images[chosen], digit=int(digit)).logit
+    return logits
+
+
+def keep_highest(scores: np.ndarray, labels: np.ndarray | None, keep: float) -> np.ndarray:
+    """Sorted indices of the highest-scoring share `keep` of the samples; within each digit for conditional
+    samples, so that every digit keeps its count (as DRS gives each digit its own threshold)."""
+    groups = [np.arange(len(scores))] if labels is None else [np.flatnonzero(labels == d) for d in np.unique(labels)]
+    return np.sort(np.concatenate([group[np.argsort(-scores[group], kind="stable")[:round(len(group) * keep)]]
+                                   for group in groups]))
+
+
+def rejection_study(folder: Path, evaluator: Evaluator, n: int, seed: int, keeps: list[float],
+                    data_root: Path) -> list[dict]:
+    """n samples of an exported model, then for each share in `keeps` the same number of them kept by each
+    rule and scored: at random (the baseline: what a smaller sample scores), by the highest realism score
+    (Kynkäänniemi et al. 2019) in the MNIST classifier's feature space against MNIST train's held-out
+    images, and by the highest calibrated critic logit (what DRS accepts by). Comparing at equal counts
+    matters: recall depends on how many samples are scored."""
+    for keep in keeps:
+        if not 0 < keep < 1:
+            raise EvaluationError(f"--keep must be a share of the samples in (0, 1), got {keep:g}")
+        check_enough(round(n * keep), evaluator.protocol.ks, f"kept ({keep:g} of {n})")
+    samples = sample_artifact(folder, n, seed, None, data_root)
+    features = evaluator.extractor(samples.images, evaluator.progress)
+    classifier = ClassifierFeatures()
+    bank = classifier(load_holdout_set(data_root, REALISM_BANK)[0].numpy()).vectors
+    scores = {
+        "random": np.random.default_rng(seed).random(n),
+        "realism": realism_scores(bank, classifier(samples.images).vectors, REALISM_K),
+        "critic logit": critic_logits(GanModel.load(folder), samples.images, samples.labels),
+    }
+    records = [{"rule": "none", "keep": 1.0, **evaluator.score(samples, features)}]
+    for keep in keeps:
+        for rule, rule_scores in scores.items():
+            kept = keep_highest(rule_scores, samples.labels, keep)
+            subset = Samples(samples.images[kept], None if samples.labels is None else samples.labels[kept],
+                             {**samples.description, "samples": len(kept), "proposals": n})
+            subset_features = Features(features.vectors[kept], None if features.predicted_digits is None
+                                       else features.predicted_digits[kept])
+            records.append({"rule": rule, "keep": keep, **evaluator.score(subset, subset_features)})
+    return records
