@@ -64,6 +64,7 @@ def test_yaml_config_file(tmp_path):
         (["vanilla", "--batch-size", "abc"], ["--batch-size"]),
         (["vanilla", "--arch", "resnet"], ["arch must be one of mlp, conv"]),
         (["vanilla", "--ema-decay", "1.5"], ["ema_decay"]),
+        (["vanilla", "--epochs", "5", "--lr-decay-start", "5"], ["lr_decay_start must be < epochs (5)"]),
         (["vanilla", "--condition-critic"], ["condition_critic needs digit labels"]),
         (["wgan_gp_gmm_cond", "--num-components", "5"], ["num_components must be 10"]),
         (["vanilla", "--no-such-flag"], ["--no-such-flag"]),
@@ -123,6 +124,23 @@ def test_train_then_resume_for_more_epochs_through_the_cli(tmp_path):
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
     assert any((run_dir / "tensorboard").iterdir())
     assert_one_line_error(run_cli("--resume", tmp_path / "nothing"), "is missing or unreadable")
+
+
+def test_learning_rate_decay_added_on_resume_then_frozen(tmp_path):
+    """A constant-lr run resumed with a decay (how the template's decaying run was made), then the lock."""
+    run_dir = tmp_path / "run"
+    first = run_cli("wgan_gp_cond", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "128", "--batch-size", "32",
+                    "--n-critic", "1", "--quiet", "--device", "cpu", "--eval-protocol", "none")
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli("--resume", run_dir, "--epochs", "2", "--lr-decay-start", "1", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    # 4 steps per epoch: the last step of epoch 1 trains at the full rate, that of epoch 2 at 1/4 of it
+    assert [r["lr_g"] for r in records] == pytest.approx([1e-4, 0.25e-4])
+    assert json.loads((run_dir / "config.json").read_text())["lr_decay_start"] == 1
+    for change in (["--epochs", "3"], ["--epochs", "3", "--lr-decay-start", "2"]):
+        assert_one_line_error(run_cli("--resume", run_dir, *change), "cannot change", "lr_decay_start 1 of 2 epochs")
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2  # the refusal left the folder alone
 
 
 def test_resolve_rejects_variant_override():

@@ -14,7 +14,7 @@ from training.models import (AffineInputCritic, ConvCritic, ConvGenerator, MLPCr
                              converge_spectral_norms)
 from training.objectives import GradientPenalty, gradient_penalty
 from training.presets import PRESETS
-from training.trainer import CHECKPOINT_NAME, Trainer, TrainingError, train
+from training.trainer import CHECKPOINT_NAME, Trainer, TrainingError, learning_rate_scale, train
 
 from .conftest import tiny_overrides
 
@@ -81,7 +81,8 @@ def test_resume_is_bit_identical(tmp_path, data_root, variant):
 
 @pytest.mark.parametrize("stop_after_blocks", [4, 6], ids=["at-epoch-boundary", "mid-epoch"])
 def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, data_root, stop_after_blocks):
-    extra = dict(epochs=2, n_critic=2)  # 8 critic steps = 4 blocks per epoch
+    # 8 critic steps = 4 blocks per epoch; the mid-epoch stop falls inside the learning-rate decay
+    extra = dict(epochs=2, n_critic=2, lr_decay_start=1)
     straight = make_trainer(tmp_path / "straight", data_root, "wgan_gp", **extra)
     train(straight)
 
@@ -111,6 +112,14 @@ def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, data_root, stop_a
         assert torch.equal(a[name], b[name]), name
     epochs = [json.loads(line)["epoch"] for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
+
+
+@pytest.mark.parametrize("progress, decay_start, epochs, expected", [
+    (0.0, 0, 10, 1.0), (9.9, 0, 10, 1.0),  # no decay
+    (6.0, 6, 10, 1.0), (7.0, 6, 10, 0.75), (9.5, 6, 10, 0.125), (10.0, 6, 10, 0.0),
+])
+def test_learning_rate_is_constant_then_falls_linearly_to_zero(progress, decay_start, epochs, expected):
+    assert learning_rate_scale(progress, decay_start, epochs) == pytest.approx(expected)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_root):

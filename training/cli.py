@@ -19,8 +19,9 @@ from .presets import PRESETS
 
 app = typer.Typer(add_completion=False, help=__doc__)
 TYPES = {"int": int, "float": float, "bool": bool, "str": str}
-# Options that may change when a run is resumed: they do not alter what has been trained so far.
-RESUMABLE = ("epochs", "device", "eval_every", "eval_protocol", "eval_samples", "checkpoint_every")
+# Options that may change when a run is resumed: they do not alter what has been trained so far
+# (Trainer.load refuses a learning-rate schedule changed after its decay began).
+RESUMABLE = ("epochs", "lr_decay_start", "device", "eval_every", "eval_protocol", "eval_samples", "checkpoint_every")
 
 
 def _print_presets() -> None:

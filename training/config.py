@@ -47,6 +47,8 @@ class TrainConfig:
     n_critic: int = _opt(1, "critic steps per generator step")
     lr_g: float = _opt(2e-4, "generator (and prior) learning rate")
     lr_d: float = _opt(2e-4, "critic learning rate")
+    lr_decay_start: int = _opt(0, "epoch after which both learning rates fall linearly to 0 at the last epoch "
+                               "(0 = constant)")
     beta1: float = _opt(0.9, "Adam beta1")
     beta2: float = _opt(0.999, "Adam beta2")
     batch_size: int = _opt(64, "batch size")
@@ -100,7 +102,7 @@ POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "n_
             "batch_size", "epochs", "eval_every", "eval_samples", "checkpoint_every", "clip_value", "mixture_sigma")
 # Every count, size and seed fits a 32-bit int: far beyond any sensible value, within what torch takes.
 MAX_INT = 2**31 - 1
-NON_NEGATIVE = ("mixture_radius", "gp_lambda", "holdout", "train_limit", "seed")
+NON_NEGATIVE = ("mixture_radius", "gp_lambda", "holdout", "train_limit", "seed", "lr_decay_start")
 
 
 def read_config_file(path: Path) -> dict:
@@ -173,6 +175,8 @@ def validate(cfg: TrainConfig) -> None:
     for name, field_ in FIELDS.items():
         if field_.type == "int" and getattr(cfg, name) > MAX_INT:
             raise ConfigError(f"{name} must be <= {MAX_INT:,}, got {getattr(cfg, name):,}")
+    if cfg.lr_decay_start >= cfg.epochs:
+        raise ConfigError(f"lr_decay_start must be < epochs ({cfg.epochs}), got {cfg.lr_decay_start}")
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     for name in ("beta1", "beta2"):

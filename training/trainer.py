@@ -60,6 +60,13 @@ class Interrupted(RuntimeError):
     """SIGINT/SIGTERM: a checkpoint was written and the run can be resumed."""
 
 
+def learning_rate_scale(progress: float, decay_start: int, epochs: int) -> float:
+    """The factor on both base learning rates after `progress` epochs: 1, then linear to 0 at the last epoch."""
+    if decay_start == 0 or progress <= decay_start:
+        return 1.0
+    return max(0.0, (epochs - progress) / (epochs - decay_start))
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -104,6 +111,7 @@ class Trainer:
         if len(self.data) < cfg.batch_size:
             raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {len(self.data)} training images")
         self.steps_per_epoch = len(self.data) // cfg.batch_size
+        self.base_learning_rates = ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d))
 
         self.epoch = 0  # completed epochs
         self.step = 0  # critic steps done in the current epoch
@@ -175,6 +183,7 @@ class Trainer:
             if self.stop_signal is not None:
                 return False
             block = min(cfg.n_critic, self.steps_per_epoch - self.step)
+            self._set_learning_rates()
             index = self.perm[self.step * bs : (self.step + block) * bs]
             real, labels = self.data.images[index], self.data.labels[index]
             self._critic_block(real, labels, block)
@@ -186,6 +195,17 @@ class Trainer:
                 if blocks_done % 20 == 0:
                     progress.set_postfix({k: f"{v:.3f}" for k, v in self.epoch_stats().items() if k in ("loss_d", "loss_g", "wasserstein")})
         return True
+
+    @property
+    def progress(self) -> float:
+        """Epochs trained so far, fractional within the current epoch."""
+        return self.epoch + self.step / self.steps_per_epoch
+
+    def _set_learning_rates(self) -> None:
+        scale = learning_rate_scale(self.progress, self.cfg.lr_decay_start, self.cfg.epochs)
+        for optimizer, base in self.base_learning_rates:
+            for group in optimizer.param_groups:
+                group["lr"] = base * scale
 
     def epoch_stats(self) -> dict[str, float]:
         critic_steps, generator_steps = (max(float(c), 1.0) for c in self.counts)
@@ -238,9 +258,20 @@ class Trainer:
             self.sums = tensors["loop.sums"].to(self.device)
             self.counts = tensors["loop.counts"]
             self.epoch, self.step = state["epoch"], state["step"]
+            trained_under = state["config"]
         except (RuntimeError, KeyError, ValueError, TypeError):  # a config.json edited after training began
             raise CheckpointError(f"checkpoint {path} does not match {self.run_dir / 'config.json'} "
                                   "(another model, optimizer or ema_decay)") from None
+        self._check_schedule_unchanged(trained_under.get("lr_decay_start", 0), trained_under["epochs"])
+
+    def _check_schedule_unchanged(self, decay_start: int, epochs: int) -> None:
+        """A resumed run may move the decay or the last epoch only while its learning rate is still constant."""
+        began = [start for start in (decay_start, self.cfg.lr_decay_start) if 0 < start < self.progress]
+        if began and (decay_start, epochs) != (self.cfg.lr_decay_start, self.cfg.epochs):
+            raise CheckpointError(
+                f"the learning rate would change before epoch {self.progress:g}, where this run stopped: it was "
+                f"trained with lr_decay_start {decay_start} of {epochs} epochs, and a resumed run cannot change "
+                f"either once the decay has begun (asked for {self.cfg.lr_decay_start} of {self.cfg.epochs})")
 
     # ------------------------------------------------------------------ evaluation
     def sampling_generator(self) -> torch.nn.Module:
@@ -365,6 +396,7 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                           # CPU time of every thread of this process: the cost in CPU-hours, whatever the threads.
                           "epoch_cpu_seconds": time.process_time() - cpu_started,
                           "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds,
+                          "lr_g": trainer.opt_g.param_groups[0]["lr"],  # at the epoch's last step
                           "device": trainer.device_name}
                 evaluating = trainer.epoch % cfg.eval_every == 0 or trainer.epoch == cfg.epochs
                 if evaluating:
