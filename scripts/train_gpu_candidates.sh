@@ -49,10 +49,11 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 
 train() {  # NAME OPTION...: one candidate, in the background of the caller
   local name=$1; shift
-  local start=(wgan_gp_cond --config configs/wgan_gp_cond_conv.toml --precision fp32 --run-dir "$RUNS/$name" "$@")
+  local start=(wgan_gp_cond --config configs/wgan_gp_cond_conv.toml --precision fp32 --run-dir "$RUNS/$name"
+               --epochs 2000 --eval-every 10 "$@")  # a candidate's own --epochs (with --lr-decay-start) wins
   [ -f "$RUNS/$name/checkpoint.safetensors" ] && start=(--resume "$RUNS/$name")
   timeout -s TERM "$DEADLINE" python3 -c 'import sys; sys.argv[0] = "train-gan"; from training.cli import main; main()' \
-    "${start[@]}" --device "${DEVICE:-cuda}" --epochs 2000 --eval-every 10 -q > "$RUNS/logs/$name.log" 2>&1
+    "${start[@]}" --device "${DEVICE:-cuda}" -q > "$RUNS/logs/$name.log" 2>&1
   echo "$name exit $?" >> "$RUNS/logs/$name.log"
 }
 [ $# -gt 0 ] || set -- w64="--conv-width 64" w64_ema9999="--conv-width 64 --ema-decay 0.9999" \

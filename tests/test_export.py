@@ -33,9 +33,9 @@ from training.trainer import Trainer, train
 from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
 
 CONV = dict(arch="conv", conv_width=8)
-# Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm and conditioning,
-# and the template MLP generator against the conv critic.
-PARITY_CASES = [(variant, {}) for variant in PRESETS] + [("wgan_sn", CONV), ("wgan_gp_gmm_cond", CONV),
+# Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm, conditioning and a
+# deeper critic, and the template MLP generator against the conv critic.
+PARITY_CASES = [(variant, {}) for variant in PRESETS] + [("wgan_sn", CONV), ("wgan_gp_gmm_cond", dict(CONV, critic_depth=2)),
                                                          ("wgan_gp_cond", dict(critic_arch="conv", conv_width=8))]
 # The generator graph runs the critic too; the critic graph alone is checked once per kind of critic
 # (plain, conditional, spectral-norm conv, conditional conv), since an ONNX export takes seconds.

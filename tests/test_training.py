@@ -42,11 +42,14 @@ def test_every_preset_trains_with_finite_losses_and_a_checkpoint(tmp_path, data_
     assert [json.loads(line)["epoch"] for line in lines] == [1]
 
 
-@pytest.mark.parametrize("variant, arch, critic_arch", [("wgan_gp_cond", "conv", "same"), ("wgan_sn", "conv", "same"),
-                                                        ("wgan_gp_cond", "mlp", "conv")])
-def test_conv_architecture_trains(tmp_path, data_root, variant, arch, critic_arch):
-    trainer = make_trainer(tmp_path, data_root, variant, arch=arch, critic_arch=critic_arch, conv_width=8, ema_decay=0.9)
+@pytest.mark.parametrize("variant, arch, critic_arch, critic_depth", [
+    ("wgan_gp_cond", "conv", "same", 2), ("wgan_sn", "conv", "same", 1), ("wgan_gp_cond", "mlp", "conv", 1)])
+def test_conv_architecture_trains(tmp_path, data_root, variant, arch, critic_arch, critic_depth):
+    trainer = make_trainer(tmp_path, data_root, variant, arch=arch, critic_arch=critic_arch, conv_width=8, ema_decay=0.9,
+                           critic_depth=critic_depth)
     assert isinstance(trainer.critic, ConvCritic)
+    convs = [m for m in trainer.critic.features if isinstance(m, torch.nn.Conv2d)]
+    assert [conv.kernel_size for conv in convs] == [(4, 4), *[(3, 3)] * (critic_depth - 1)] * 2
     assert isinstance(trainer.generator.network, ConvGenerator if arch == "conv" else MLPGenerator)
     record = train(trainer)
     assert math.isfinite(record["loss_d"]) and math.isfinite(record["loss_g"])
@@ -218,7 +221,8 @@ def test_conv_critic_scores_depend_on_the_label_through_its_projection():
     lambda: MLPCritic(),
     lambda: MLPCritic(num_labels=10),
     lambda: ConvCritic(num_labels=10, width=8),
-], ids=["mlp", "mlp-conditional", "conv-conditional"])
+    lambda: ConvCritic(num_labels=10, width=8, depth=3),
+], ids=["mlp", "mlp-conditional", "conv-conditional", "conv-conditional-deeper"])
 def test_gradient_penalty_from_activations_equals_explicit_interpolates(critic_factory):
     """The affine shortcut gives the textbook penalty and the same critic gradients."""
     torch.manual_seed(0)

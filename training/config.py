@@ -42,6 +42,8 @@ class TrainConfig:
     label_embed_dim: int = _opt(10, "size of the label embedding concatenated to the generator's and the MLP "
                                 "critic's inputs (the conv critic projects the label instead)")
     conv_width: int = _opt(32, "channel width w of the conv architecture")
+    critic_depth: int = _opt(1, "conv layers at each of the conv critic's two resolutions (1 = DCGAN-style; "
+                             "each extra one is a 3x3 conv)")
     clip_value: float = _opt(0.09, "weight clipping bound c")
     gp_lambda: float = _opt(10.0, "gradient penalty weight lambda")
     n_critic: int = _opt(1, "critic steps per generator step")
@@ -98,7 +100,7 @@ CHOICES = {
     "precision": ("fp32", "bf16"),
     "eval_protocol": (*PROTOCOLS, "none"),
 }
-POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "n_critic", "lr_g", "lr_d",
+POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "critic_depth", "n_critic", "lr_g", "lr_d",
             "batch_size", "epochs", "eval_every", "eval_samples", "checkpoint_every", "clip_value", "mixture_sigma")
 # Every count, size and seed fits a 32-bit int: far beyond any sensible value, within what torch takes.
 MAX_INT = 2**31 - 1

@@ -153,6 +153,8 @@ class ConvGenerator(nn.Module):
 class ConvCritic(AffineInputCritic):
     """Conv(1,w,4,2,1) LReLU Conv(w,2w,4,2,1) LReLU Linear(2w*7*7, 256) LReLU -> h; D = Linear(h, 1) + <e_y, h>.
 
+    With depth > 1, each strided conv is followed by depth - 1 more 3x3 convs at its resolution (a
+    deeper critic for the same receptive-field schedule); depth 1 is the DCGAN-style critic above.
     The label enters as a projection (Miyato & Koyama 2018, e_y a learned 256-d embedding) rather than
     concatenated to the features: with concatenation the conv critic ignored the label (a conditional
     run scored 14 % label accuracy after 10 epochs, the MLP critic 73 %). No batch norm: it would couple
@@ -161,14 +163,19 @@ class ConvCritic(AffineInputCritic):
 
     HIDDEN = 256
 
-    def __init__(self, num_labels: int = 0, width: int = 32, use_spectral_norm: bool = False):
+    def __init__(self, num_labels: int = 0, width: int = 32, use_spectral_norm: bool = False, depth: int = 1):
         super().__init__()
         norm = spectral_norm if use_spectral_norm else (lambda layer: layer)
+
+        def scale(channels_in: int, channels_out: int) -> list[nn.Module]:
+            layers = [norm(nn.Conv2d(channels_in, channels_out, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            for _ in range(depth - 1):
+                layers += [norm(nn.Conv2d(channels_out, channels_out, 3, 1, 1)), nn.LeakyReLU(0.2)]
+            return layers
+
         self.features = nn.Sequential(
-            norm(nn.Conv2d(1, width, 4, 2, 1)),
-            nn.LeakyReLU(0.2),
-            norm(nn.Conv2d(width, 2 * width, 4, 2, 1)),
-            nn.LeakyReLU(0.2),
+            *scale(1, width),
+            *scale(width, 2 * width),
             nn.Flatten(),
             norm(nn.Linear(2 * width * 7 * 7, self.HIDDEN)),
             nn.LeakyReLU(0.2),
@@ -214,7 +221,7 @@ def build_models(cfg, prior: Prior, use_spectral_norm: bool) -> tuple[GeneratorB
     if cfg.critic_architecture == "mlp":
         critic = MLPCritic(d_labels, cfg.label_embed_dim, use_spectral_norm)
     else:
-        critic = ConvCritic(d_labels, cfg.conv_width, use_spectral_norm)
+        critic = ConvCritic(d_labels, cfg.conv_width, use_spectral_norm, cfg.critic_depth)
     if use_spectral_norm:
         converge_spectral_norms(critic)
     return GeneratorBundle(prior, network), critic
