@@ -6,7 +6,10 @@
 #
 # With no candidates named it trains the three of the first lent H200 (2026-11-26), which made
 # wgan_gp_cond_conv_w96: w64="--conv-width 64" w64_ema9999="--conv-width 64 --ema-decay 0.9999"
-# w96_b128="--conv-width 96 --batch-size 128".
+# w96_b128="--conv-width 96 --batch-size 128". The third lease (2026-11-27, the deeper critics of the README) ran
+#   DEADLINE=535 KEEP=2 OUT=$OUT scripts/train_gpu_candidates.sh d2="--conv-width 96 --batch-size 128 --critic-depth 2" \
+#     d3="--conv-width 96 --batch-size 128 --critic-depth 3" \
+#     d2_decay="--conv-width 96 --batch-size 128 --critic-depth 2 --epochs 100 --lr-decay-start 60"
 #
 # Each run is `train-gan wgan_gp_cond --config configs/wgan_gp_cond_conv.toml OPTIONS`, fp32,
 # stopped by SIGTERM at the deadline (train-gan then saves a mid-epoch checkpoint). A run
