@@ -34,9 +34,9 @@ from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
 
 CONV = dict(arch="conv", conv_width=8)
 # Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm, conditioning and a
-# deeper critic, and the template MLP generator against the conv critic.
+# deeper critic, and the template MLP generator, fed the digit, against the conv critic (as shipped).
 PARITY_CASES = [(variant, {}) for variant in PRESETS] + [("wgan_sn", CONV), ("wgan_gp_gmm_cond", dict(CONV, critic_depth=2)),
-                                                         ("wgan_gp_cond", dict(critic_arch="conv", conv_width=8))]
+                                                         ("wgan_gp_cond", dict(critic_arch="conv", conv_width=8, condition_generator=True))]
 # The generator graph runs the critic too; the critic graph alone is checked once per kind of critic
 # (plain, conditional, spectral-norm conv, conditional conv), since an ONNX export takes seconds.
 CRITIC_PARITY = {("vanilla", "mlp"), ("wgan_gp_cond", "mlp"), ("wgan_sn", "conv"), ("wgan_gp_gmm_cond", "conv")}
