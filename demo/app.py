@@ -125,7 +125,7 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                                  info="same seed and settings, same digits")
-                spread = gr.Slider(*SPREAD_RANGE, value=1.0, step=0.05, label="Latent spread",
+                spread = gr.Slider(*SPREAD_RANGE, value=1.0, step=0.01, label="Latent spread",
                                    info="scales the noise: below 1 typical digits (quality), above 1 varied ones "
                                         "(diversity)")
             generate_button = gr.Button("Generate", variant="primary")

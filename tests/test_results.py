@@ -47,8 +47,10 @@ def test_results_section_is_the_manifests_numbers_and_check_notices_a_change(run
     assert rows[2][7:9] == ["1", "110.00"] and rows[0][7:9] == ["1", "95.50"]
     assert rows[3][7:10] == ["1", "130.00", "0.600"]
     assert "Real-vs-real floor (P0, MNIST train (10,000 random images, seed 0) vs MNIST test 10k): FID 1.56" in text
-    assert f"not met by `{UNCONDITIONAL}` (fid 95.500, precision_k3 0.610, recall_k3 0.520, 1 seed(s))" in text
-    assert f"not met by `{CONDITIONAL}` (fid 120.250" in text and "CPU-h)" in text
+    assert f"by `{UNCONDITIONAL}` at spread 1: not met (fid 95.500, precision_k3 0.610, recall_k3 0.520, 1 seed(s))\n" in text
+    # The template target is judged at spread 1 and, beside it, at each other recorded spread.
+    assert f"by `{CONDITIONAL}` at spread 1: not met (fid 120.250" in text
+    assert "CPU-h); at spread 0.9: not met (fid 130.000, precision_k3 0.600" in text
     assert "| seed 000 (local) | conditional WGAN-GP, 600 epochs | 15.15 | 0.516 | 0.67 |" in text
     for name, rows_of_grid in ((CONDITIONAL, 10), (UNCONDITIONAL, 10)):
         assert f"![{name}](docs/results/{name}.png)" in text
@@ -91,10 +93,10 @@ def test_a_run_trained_on_an_accelerator_is_costed_in_its_minutes_and_misses_the
                 next(line for line in lines if line.startswith("- template MLP generator")))
 
     row, target = results_with("cpu")
-    assert "| 0.02 CPU-h |" in row and f": met by `{CONDITIONAL}`" in target
+    assert "| 0.02 CPU-h |" in row and f": by `{CONDITIONAL}` at spread 1: met (" in target
     row, target = results_with("NVIDIA H200")
     assert "| 10 min on NVIDIA H200 |" in row and "CPU-h" not in row
-    assert f"not met by `{CONDITIONAL}`" in target  # the target is a CPU budget
+    assert f"by `{CONDITIONAL}` at spread 1: not met (" in target  # the target is a CPU budget
 
 
 def test_a_model_exported_with_intensity_matching_says_so_in_its_architecture(run_eval, demo_artifacts,  # noqa: F811
