@@ -165,8 +165,8 @@ def _targets(models: list[Manifest]) -> list[str]:
             return (f"{'met' if met else 'not met'} ({measured}, {_seeds(summary)} seed(s)"
                     + (f", {_training_cost(manifest)}" if hours is not None else "") + ")")
 
-        # The default sampling decides; recorded latent spreads (no DRS) are judged beside it, labelled,
-        # because `--spread` is a sampling setting any user of the runtime can choose.
+        # The default sampling first, then each recorded latent spread (no DRS) judged the same way and labelled:
+        # `--spread` is a sampling setting any user of the runtime can choose, so a verdict there is worth showing.
         other_spreads = [spread for rate, spread in manifest.samplings() if rate is None and spread != DEFAULT_SPREAD]
         return "; ".join([f"by `{manifest.name}` at spread {DEFAULT_SPREAD:g}: {judged(manifest.metric_summary())}",
                           *(f"at spread {spread:g}: {judged(manifest.metric_summary(P0_PROTOCOL, None, spread))}"
