@@ -152,8 +152,14 @@ def _targets(models: list[Manifest]) -> list[str]:
     def verdict(manifest: Manifest | None, fid: float, precision: float, recall: float, hours: float | None) -> str:
         if manifest is None:
             return "no such model shipped yet"
-        if not manifest.metric_summary():
+        # The default sampling first, then each recorded latent spread (no DRS) judged the same way and labelled:
+        # `--spread` is a sampling setting any user of the runtime can choose, so a verdict there is worth showing.
+        spreads = [DEFAULT_SPREAD, *(spread for rate, spread in manifest.samplings()
+                                     if rate is None and spread != DEFAULT_SPREAD)]
+        summaries = {spread: manifest.metric_summary(P0_PROTOCOL, None, spread) for spread in spreads}
+        if not summaries[DEFAULT_SPREAD]:
             return f"`{manifest.name}` has no P0 result yet"
+        summaries = {spread: summary for spread, summary in summaries.items() if summary}  # a spread scored on proxy only
         cpu_hours = manifest.data["training"].get("cpu_seconds", 0) / 3600
         within_budget = hours is None or (_on_cpu(manifest) and cpu_hours <= hours)
 
@@ -165,12 +171,8 @@ def _targets(models: list[Manifest]) -> list[str]:
             return (f"{'met' if met else 'not met'} ({measured}, {_seeds(summary)} seed(s)"
                     + (f", {_training_cost(manifest)}" if hours is not None else "") + ")")
 
-        # The default sampling first, then each recorded latent spread (no DRS) judged the same way and labelled:
-        # `--spread` is a sampling setting any user of the runtime can choose, so a verdict there is worth showing.
-        other_spreads = [spread for rate, spread in manifest.samplings() if rate is None and spread != DEFAULT_SPREAD]
-        return "; ".join([f"by `{manifest.name}` at spread {DEFAULT_SPREAD:g}: {judged(manifest.metric_summary())}",
-                          *(f"at spread {spread:g}: {judged(manifest.metric_summary(P0_PROTOCOL, None, spread))}"
-                            for spread in other_spreads)])
+        return f"by `{manifest.name}` " + "; ".join(f"at spread {spread:g}: {judged(summary)}"
+                                                    for spread, summary in summaries.items())
 
     scored = [m for m in models if m.p0_fid() is not None]
     best = scored[0] if scored else None
