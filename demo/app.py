@@ -59,6 +59,13 @@ def _digit_dropdown(conditional: bool, unset: str, label: str) -> gr.Dropdown:
                        info=None if conditional else "this model is unconditional: it draws digits by itself")
 
 
+def spread_slider(value: float) -> gr.Slider:
+    """The latent-spread slider, set to the model's default spread."""
+    return gr.Slider(*SPREAD_RANGE, value=value, step=0.01, label="Latent spread",
+                     info="scales the noise: below 1 typical digits (quality), above 1 varied ones (diversity); "
+                          "starts at the model's default")
+
+
 generate_digit_dropdown = functools.partial(_digit_dropdown, unset=ANY_DIGIT, label="Digit")
 score_digit_dropdown = functools.partial(_digit_dropdown, unset=BEST_DIGIT, label="Score as digit")
 
@@ -75,8 +82,8 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
     def select_model(name):
         model = models.model(name)
         return (models.describe(name), generate_digit_dropdown(model.conditional),
-                score_digit_dropdown(model.conditional), gr.Image(value=models.sample_grid(name),
-                                                                  label=models.grid_caption(name)))
+                spread_slider(model.default_spread), score_digit_dropdown(model.conditional),
+                gr.Image(value=models.sample_grid(name), label=models.grid_caption(name)))
 
     @_shown_to_user
     def generate(name, count, digit, rate, seed, spread):
@@ -125,9 +132,7 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
                                  info="same seed and settings, same digits")
-                spread = gr.Slider(*SPREAD_RANGE, value=1.0, step=0.01, label="Latent spread",
-                                   info="scales the noise: below 1 typical digits (quality), above 1 varied ones "
-                                        "(diversity)")
+                spread = spread_slider(default.default_spread)
             generate_button = gr.Button("Generate", variant="primary")
             gallery = gr.Gallery(label="Samples", columns=16, format="png", object_fit="contain", height="auto",
                                  elem_id="samples", interactive=False)
@@ -164,7 +169,7 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
             grid = gr.Image(value=models.sample_grid(models.default), label=models.grid_caption(models.default),
                             elem_id="sample-grid", interactive=False, format="png")
 
-        model.change(select_model, model, [about, digit, score_digit, grid], api_name="select_model")
+        model.change(select_model, model, [about, digit, spread, score_digit, grid], api_name="select_model")
         generate_button.click(generate, [model, count, digit, rate, seed, spread], [gallery, achieved, acceptance],
                               api_name="generate")
         score_outputs = [scored, verdict, details]

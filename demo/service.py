@@ -85,7 +85,7 @@ def p0_rows(manifest: Manifest) -> list[tuple[str, dict[str, str]]]:
         summary = manifest.metric_summary(P0_PROTOCOL, rate, spread)
         if summary:
             seeds = max(item.seeds for item in summary.values())
-            sampling = f"{sampling_label(rate, spread)}, {seeds} seed{'s' * (seeds > 1)}"
+            sampling = f"{sampling_label(rate, spread, manifest.default_spread)}, {seeds} seed{'s' * (seeds > 1)}"
             rows.append((sampling, {name: f"{summary[name].mean:.3g}" + (
                 f" ± {summary[name].spread:.2g}" if summary[name].seeds > 1 else "")
                 for name in CARD_METRICS if name in summary}))
@@ -140,6 +140,10 @@ class DemoModels:
         manifest = model.manifest
         lines = [f"**{name}**: {manifest.summary()}, latent dim {model.latent_dim}, "
                  f"epochs trained: {manifest.data.get('training', {}).get('epochs_completed', 'not recorded')}."]
+        chosen = manifest.data.get("sampling", {}).get("chosen_by", {})
+        if "rule" in chosen and "reference" in chosen:
+            lines.append(f"Default latent spread {manifest.default_spread:g}: {chosen['rule']}, against "
+                         f"{chosen['reference']}.")
         results = p0_rows(manifest)
         for sampling, metrics in results:
             lines.append(f"P0 ({sampling}): " + ", ".join(f"{name} {value}" for name, value in metrics.items()))
@@ -169,7 +173,7 @@ class DemoModels:
 
     def grid_caption(self, name: str) -> str:
         _, rows = self.model(name).grid_layout(GRID_COLUMNS)
-        return f"Sample grid of {name}: seed {GRID_SEED}, no DRS, spread 1, {rows}."
+        return f"Sample grid of {name}: seed {GRID_SEED}, no DRS, spread {self.model(name).default_spread:g}, {rows}."
 
     # ------------------------------------------------------------------ requests
     def generate(self, name, count, digit, rate, seed, spread) -> tuple[np.ndarray, float, str]:

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from .clitools import UserError, run_app
 from .fsutil import atomic_write_bytes
 from .images import grid_png, png_bytes
-from .manifest import ArtifactError, read_manifest
+from .manifest import DEFAULT_SPREAD, ArtifactError, read_manifest
 from .model import DEFAULT_BATCH_SIZE, GanModel, InvalidRequest
 from .registry import ARTIFACTS_ENV, artifacts_root, best_model, locate, runnable, shipped_models
 
@@ -84,7 +84,9 @@ def sample(
     drs: Optional[float] = typer.Option(None, "--drs", help="discriminator rejection sampling: target acceptance "
                                         "rate in (0, 1], e.g. 0.2", show_default=False),
     seed: int = typer.Option(0, "--seed", "-s", help="noise seed (same seed, same images)"),
-    spread: float = typer.Option(1.0, "--spread", help="noise scale: < 1 typical digits, > 1 more varied ones"),
+    spread: Optional[float] = typer.Option(None, "--spread", show_default=False,
+                                           help="noise scale: < 1 typical digits, > 1 more varied ones "
+                                           "[the model's default: its manifest's sampling.spread, else 1]"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="grid PNG [grid.png]", show_default=False),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="folder for one PNG per image", show_default=False),
     npy: Optional[Path] = typer.Option(None, "--npy", help="uint8 array [N, 28, 28] (.npy)", show_default=False),
@@ -132,7 +134,8 @@ def sample(
         atomic_write_bytes(out, grid_png(images, rows=max(1, math.isqrt(n))))
         target = str(out)
     what = f"digit {digit}" if digit is not None else "digits drawn uniformly" if gan.conditional else "unconditional"
-    typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed})")
+    used = gan.default_spread if spread is None else spread
+    typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed}, spread {used:g})")
     if drs is not None:
         typer.echo(f"DRS target {drs * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "
                    f"(achieved {stats.acceptance_rate:.1%})")
@@ -192,7 +195,9 @@ def list_models() -> None:
             typer.echo(f"{mark} {entry.name:<{width}}  unreadable: {entry.problem}")
             continue
         fid = entry.manifest.p0_fid()
-        quality = f"P0 FID {fid:.2f}" if fid is not None else "no P0 FID"
+        spread = entry.manifest.default_spread
+        quality = (f"P0 FID {fid:.2f}" if fid is not None else "no P0 FID") + (
+            f" (default spread {spread:g})" if spread != DEFAULT_SPREAD else "")
         typer.echo(f"{mark} {entry.name:<{width}}  {entry.manifest.summary()}, {entry.manifest.graph_format}, {quality}")
 
 

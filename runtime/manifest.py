@@ -9,7 +9,9 @@
       manifest.json    what the model is, its DRS calibration, sha256 of every file, and its
                        evaluations: `eval-gan score` records ({"protocol", "seed", "samples",
                        "drs_rate", "spread", "metrics": {"p0/fid": ...}, ...}), appended by
-                       `eval-gan score --record`; a record without "spread" was sampled at spread 1
+                       `eval-gan score --record`; a record without "spread" was sampled at spread 1;
+                       optionally "sampling": {"spread": S, "chosen_by": {...}}, the latent spread the
+                       runtime samples at by default (1 when absent), written by `eval-gan tune-spread`
 
 (`.pt` TorchScript files carry the same contract.) Export writes this layout and the runtime reads
 it; both take the names below from here.
@@ -34,7 +36,7 @@ GRAPH_IO = {
     "critic": (("image", "label"), ("logit", "F")),
 }
 P0_PROTOCOL = "p0"
-DEFAULT_SPREAD = 1.0  # the latent noise scale of plain sampling (eps ~ N(0, I))
+DEFAULT_SPREAD = 1.0  # the latent noise scale of plain sampling (eps ~ N(0, I)), unless a manifest names its own
 SHARED_WEIGHTS_NAME = "critic.weights"
 
 
@@ -107,26 +109,35 @@ class Manifest:
         drs = self.data["drs"]
         return DrsCalibration(drs["max_logit"], drs["epsilon"], drs["rates"], drs["gamma"], drs.get("gamma_by_digit"))
 
+    @property
+    def default_spread(self) -> float:
+        """The latent spread the model samples at unless asked otherwise (`eval-gan tune-spread` chose it)."""
+        return self.data.get("sampling", {}).get("spread", DEFAULT_SPREAD)
+
     def graph_file(self, role: str) -> str:
         return self.data["graphs"][role]["file"]
 
     def evaluations(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None,
-                    spread: float = DEFAULT_SPREAD) -> list[dict]:
-        """The manifest's evaluation records (eval-gan's format) under `protocol` at one sampling setting."""
+                    spread: float | None = None) -> list[dict]:
+        """The manifest's evaluation records (eval-gan's format) under `protocol` at one sampling setting
+        (spread None: the model's default)."""
+        spread = self.default_spread if spread is None else spread
         return [entry for entry in self._records()
                 if entry.get("protocol") == protocol and record_sampling(entry) == (drs_rate, spread)]
 
     def samplings(self) -> list[tuple[float | None, float]]:
-        """The (DRS rate, spread) settings with records: plain first, then by DRS rate, spreads from 1 down."""
+        """The (DRS rate, spread) settings with records: no DRS first, then by DRS rate; within each, the
+        default spread first, then the others from the widest down."""
         return sorted({record_sampling(entry) for entry in self._records()},
-                      key=lambda setting: (setting[0] is not None, setting[0] or 0.0, -setting[1]))
+                      key=lambda setting: (setting[0] is not None, setting[0] or 0.0,
+                                           setting[1] != self.default_spread, -setting[1]))
 
     def _records(self) -> list[dict]:
         return [entry for entry in self.data.get("evaluation", [])
                 if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict)]
 
     def metric_summary(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None,
-                       spread: float = DEFAULT_SPREAD) -> dict[str, MetricSummary]:
+                       spread: float | None = None) -> dict[str, MetricSummary]:
         """Each metric's mean and spread over the recorded sampling seeds (PROTOCOL.md item 6)."""
         values: dict[str, list[float]] = {}
         for entry in self.evaluations(protocol, drs_rate, spread):
@@ -137,7 +148,8 @@ class Manifest:
         return {name: MetricSummary.of(series) for name, series in values.items()}
 
     def p0_fid(self) -> float | None:
-        """The mean P0 FID over the recorded sampling seeds, without DRS; None if none is recorded."""
+        """The mean P0 FID over the recorded sampling seeds, without DRS at the default spread; None if none
+        is recorded."""
         summary = self.metric_summary().get("fid")
         return summary.mean if summary else None
 
@@ -182,10 +194,12 @@ def record_sampling(record: dict) -> tuple[float | None, float]:
     return record.get("drs_rate"), DEFAULT_SPREAD if spread is None else spread
 
 
-def sampling_label(drs_rate: float | None, spread: float = DEFAULT_SPREAD) -> str:
-    """'plain', 'DRS 20%', 'spread 0.9' or 'DRS 20%, spread 0.9'."""
+def sampling_label(drs_rate: float | None, spread: float = DEFAULT_SPREAD, default: float = DEFAULT_SPREAD) -> str:
+    """'plain', 'DRS 20%', 'spread 0.9' or 'DRS 20%, spread 0.9'; for a model whose default spread
+    (`default`) is not 1 every spread is named and the default marked: 'spread 0.95 (default)', 'spread 1'."""
+    named = spread != DEFAULT_SPREAD or default != DEFAULT_SPREAD
     parts = ([] if drs_rate is None else [f"DRS {drs_rate:.0%}"]) + (
-        [] if spread == DEFAULT_SPREAD else [f"spread {spread:g}"])
+        [f"spread {spread:g}" + (" (default)" if spread == default != DEFAULT_SPREAD else "")] if named else [])
     return ", ".join(parts) or "plain"
 
 
@@ -194,17 +208,35 @@ def _record_identity(record: dict) -> tuple:
     return (*(record.get(key) for key in ("protocol", "samples", "seed", "class_sampling")), *record_sampling(record))
 
 
-def record_evaluation(folder: Path, record: dict) -> Manifest:
-    """Add an `eval-gan score` record to a model's manifest (atomically), replacing the same measurement.
-    Scores of one model may run in parallel (one per sampling seed): the lock keeps every record."""
+def _update(folder: Path, change) -> Manifest:
+    """Rewrite a model's manifest as `change(data)` returns it, atomically and under the folder's lock (scores
+    of one model may run in parallel, one per sampling seed: the lock keeps every record)."""
     folder = read_manifest(folder).folder  # a one-line error for a folder that is not a model, before locking it
     with folder_lock(folder):
         manifest = read_manifest(folder)
-        kept = [entry for entry in manifest.data["evaluation"]
-                if not (isinstance(entry, dict) and _record_identity(entry) == _record_identity(record))]
-        data = {**manifest.data, "evaluation": [*kept, record]}
+        data = change(manifest.data)
         atomic_write_text(manifest.folder / MANIFEST_NAME, json.dumps(data, indent=2) + "\n")
     return Manifest(manifest.folder, data)
+
+
+def record_evaluation(folder: Path, record: dict) -> Manifest:
+    """Add an `eval-gan score` record to a model's manifest, replacing the same measurement."""
+    def add(data: dict) -> dict:
+        kept = [entry for entry in data["evaluation"]
+                if not (isinstance(entry, dict) and _record_identity(entry) == _record_identity(record))]
+        return {**data, "evaluation": [*kept, record]}
+    return _update(folder, add)
+
+
+def set_default_spread(folder: Path, spread: float, chosen_by: dict) -> Manifest:
+    """Make `spread` the model's default latent spread, with how it was chosen."""
+    _check_spread(spread, folder / MANIFEST_NAME)
+    return _update(folder, lambda data: {**data, "sampling": {"spread": spread, "chosen_by": chosen_by}})
+
+
+def _check_spread(spread, path: Path) -> None:
+    if not (isinstance(spread, (int, float)) and not isinstance(spread, bool) and 0 < spread < float("inf")):
+        raise ArtifactError(f"{path} names a default spread {spread!r}; it must be a finite number > 0")
 
 
 _REQUIRED = {
@@ -236,4 +268,8 @@ def read_manifest(folder: Path) -> Manifest:
     for role in GRAPH_IO:
         if not isinstance(data["graphs"].get(role), dict) or "file" not in data["graphs"][role]:
             raise ArtifactError(f"{path} lists no {role} graph")
+    if "sampling" in data:
+        if not isinstance(data["sampling"], dict):
+            raise ArtifactError(f"{path} has a 'sampling' that is not a JSON object")
+        _check_spread(data["sampling"].get("spread"), path)
     return Manifest(folder, data)

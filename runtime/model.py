@@ -119,6 +119,11 @@ class GanModel:
     def latent_dim(self) -> int:
         return self.manifest.latent_dim
 
+    @property
+    def default_spread(self) -> float:
+        """The latent spread generate() uses unless given one."""
+        return self.manifest.default_spread
+
     # ------------------------------------------------------------------ generation
     def generate(
         self,
@@ -127,7 +132,7 @@ class GanModel:
         digit: int | None = None,
         component: int | None = None,
         drs_rate: float | None = None,
-        spread: float = 1.0,
+        spread: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_proposals: int | None = None,
     ) -> tuple[np.ndarray, GenerationStats]:
@@ -138,13 +143,15 @@ class GanModel:
         drs_rate: target acceptance rate of discriminator rejection sampling in (0, 1]; None or 1.0
             keeps every proposal. Under DRS, proposals come in rounds of `batch_size`, so the images
             depend on the seed and the batch size.
-        spread: scales the noise eps (below 1: typical digits, above 1: more diverse ones).
+        spread: scales the noise eps (below 1: typical digits, above 1: more diverse ones); None: the
+            model's default (`default_spread`: its manifest's, chosen on held-out data, else 1).
         max_proposals: DRS gives up past this many proposals [10 x n / drs_rate].
         """
         if not (isinstance(n, Integral) and n >= 1):
             raise InvalidRequest(f"the number of images must be >= 1, got {n}")
         if not (isinstance(seed, Integral) and seed >= 0):
             raise InvalidRequest(f"the seed must be a whole number >= 0, got {seed!r}")
+        spread = self.default_spread if spread is None else spread
         if not (isinstance(spread, (int, float)) and 0 < spread < math.inf):
             raise InvalidRequest(f"spread must be a finite number > 0, got {spread!r}")
         if not (isinstance(batch_size, Integral) and batch_size >= 1):

@@ -27,7 +27,7 @@ from demo.images import MAX_UPLOAD_PIXELS, ImageRejected, read_image_file, to_mn
 from demo.service import MAX_SAMPLES, DemoError, DemoModels
 from export.artifact import export_run
 from runtime.demo_support import CLASSIFIER_FOLDER
-from runtime.manifest import read_manifest, sha256_hex
+from runtime.manifest import read_manifest, set_default_spread, sha256_hex
 from runtime.model import GanModel
 from training.data import load_mnist_uint8
 
@@ -295,12 +295,12 @@ def test_model_card_lists_p0_results_and_a_grid_per_model(client, demo_artifacts
          "—"],
         [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "DRS 20%, 1 seed", "110", "—", "—", "—", "—"]]
     assert "P0 FID 120.25" in models.choice_label(CONDITIONAL)  # the mean over seeds, without DRS
-    about, digit, score_digit, grid = client.predict(CONDITIONAL, api_name="/select_model")
+    about, digit, spread, score_digit, grid = client.predict(CONDITIONAL, api_name="/select_model")
     assert "conditional (digit)" in about and "P0 (plain, 2 seeds): fid 120 ± 1" in about
-    assert digit["interactive"] and score_digit["interactive"]
+    assert digit["interactive"] and score_digit["interactive"] and spread["value"] == 1.0
     # 10 rows (digits) x 10 columns of 28x28 with 2-pixel gaps.
     assert "one row per digit" in grid["label"] and np.asarray(Image.open(grid["value"])).shape == (302, 302)
-    _, digit, _, _ = client.predict(UNCONDITIONAL, api_name="/select_model")
+    _, digit, _, _, _ = client.predict(UNCONDITIONAL, api_name="/select_model")
     assert not digit["interactive"] and digit["value"] == "any" and "unconditional" in digit["info"]
 
 
@@ -317,6 +317,28 @@ def test_without_a_valid_classifier_the_score_says_why(demo_artifacts, tmp_path,
         graph.write(b"\0")
     tampered = DemoModels(root)
     assert tampered.classifier is None and "does not match the sha256" in tampered.classifier_note
+
+
+def test_the_spread_slider_and_grid_follow_the_model_default_spread(demo_artifacts, tmp_path):
+    root = tmp_path / "artifacts"
+    shutil.copytree(demo_artifacts, root)
+    set_default_spread(root / CONDITIONAL, 0.7, {"rule": "the highest min(precision, recall) at k=3",
+                                                "reference": "the held-out images"})
+    models = DemoModels(root)
+    assert "Default latent spread 0.7: the highest min(precision, recall) at k=3, against the held-out images." in (
+        models.describe(CONDITIONAL))
+    assert "spread 0.7," in models.grid_caption(CONDITIONAL) and "spread 1," in models.grid_caption(UNCONDITIONAL)
+    app = build_app(root)
+    port = free_port()
+    launch(app, port=port, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        _, _, spread, _, _ = client.predict(CONDITIONAL, api_name="/select_model")
+        assert spread["value"] == 0.7
+        _, _, spread, _, _ = client.predict(UNCONDITIONAL, api_name="/select_model")
+        assert spread["value"] == 1.0
+    finally:
+        app.close()
 
 
 # ---------------------------------------------------------------------- gan-demo, torch

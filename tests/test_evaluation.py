@@ -168,6 +168,12 @@ def test_reference_is_computed_once_and_recomputed_when_the_protocol_changes(eva
     load_reference(protocol, "bbbb", compute)
     assert len(calls) == 3  # an unreadable cache file is recomputed, not trusted
 
+    # The held-out reference of the same protocol lives beside it: neither replaces the other.
+    load_reference(protocol, "cccc", compute, holdout=True)
+    load_reference(protocol, "bbbb", compute)
+    assert len(calls) == 4
+    assert sorted(p.name for p in evaluation_cache.glob("unit*")) == ["unit-bbbb.npz", "unit_holdout-cccc.npz"]
+
 
 # ---------------------------------------------------------------- the proxy classifier
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -241,3 +242,65 @@ def test_score_an_exported_artifact(run_eval, artifact, tmp_path):
     # Each setting is summarised alone: the spread record does not leak into the plain one.
     assert manifest.metric_summary("proxy")["fid"].mean == record["metrics"]["proxy/fid"]
     assert manifest.metric_summary("proxy", spread=0.8)["fid"].mean == recorded[2]["metrics"]["proxy/fid"]
+
+
+def test_tune_spread_chooses_on_the_holdout_and_becomes_the_default(run_eval, artifact, tmp_path):
+    from runtime.model import GanModel
+
+    model = tmp_path / "model"
+    shutil.copytree(artifact, model)
+    out_json = tmp_path / "tune.json"
+    # Neither candidate is 1, so the default visibly changes whichever wins.
+    result = run_eval("tune-spread", model, "--protocol", "proxy", "--n", 300, "--spreads", "0.5,1.5", "--write",
+                      "--json", out_json, "--quiet")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(out_json.read_text())["records"]
+    assert [(r["spread"], r["samples"], r["reference"]) for r in records] == [
+        (spread, 300, "MNIST train's last 5,000 images (held out from training)") for spread in (0.5, 1.5)]
+    assert "Reference: MNIST train's last 5,000 images" in result.stdout and "not its test set" in result.stdout
+    balance = {r["spread"]: min(r["metrics"]["proxy/precision_k3"], r["metrics"]["proxy/recall_k3"]) for r in records}
+    chosen = max(balance, key=lambda spread: (balance[spread], -abs(spread - 1)))
+    assert f"{chosen:g} (chosen)" in result.stdout and f"default spread {chosen:g}" in result.stdout
+    sampling = read_manifest(model).data["sampling"]
+    assert sampling["spread"] == chosen and sampling["chosen_by"]["samples"] == 300
+    assert [(s["spread"], s["precision_k3"]) for s in sampling["chosen_by"]["scores"]] == [
+        (r["spread"], r["metrics"]["proxy/precision_k3"]) for r in records]
+
+    # `eval-gan score` then samples at the default spread, and its record says so.
+    result = run_eval("score", model, "--protocol", "proxy", "--n", 200, "--record", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert read_manifest(model).data["evaluation"][-1]["spread"] == chosen
+    assert GanModel.load(model).default_spread == chosen
+
+
+def test_tune_spread_refuses_bad_input_and_a_model_that_saw_the_holdout(run_eval, artifact, runs, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(artifact, model)
+    for args, fragment in ((["--spreads", "wide,narrow"], "--spreads must be comma-separated numbers"),
+                           (["--spreads", "0,1"], "spreads must be finite numbers > 0, got 0"),
+                           (["--spreads", ","], "--spreads is empty")):
+        assert_one_line_error(run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, *args), fragment)
+    assert_one_line_error(run_eval("tune-spread", runs["wgan_gp_cond"], "--protocol", "proxy"),
+                          "is not an exported artifact folder")
+    manifest = json.loads((model / "manifest.json").read_text())
+    manifest["training"]["config"]["holdout"] = 100
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, "--write"),
+                          "was trained with holdout 100")
+    del manifest["training"]["config"]["holdout"]
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, "--write"),
+                          "records no training holdout")
+    assert "sampling" not in read_manifest(model).data
+
+
+def test_the_balanced_spread_maximises_the_smaller_of_precision_and_recall():
+    from training.evaluation.studies import balanced_spread
+
+    def record(spread, precision, recall):
+        return {"spread": spread, "metrics": {"p0/precision_k3": precision, "p0/recall_k3": recall}}
+
+    assert balanced_spread([record(0.9, 0.80, 0.60), record(1.0, 0.72, 0.70), record(1.1, 0.65, 0.78)], "p0") == 1.0
+    assert balanced_spread([record(0.9, 0.80, 0.71), record(1.0, 0.72, 0.70)], "p0") == 0.9
+    # A tie goes to the spread nearer 1 (the least change to the trained model).
+    assert balanced_spread([record(0.8, 0.70, 0.75), record(0.95, 0.75, 0.70), record(1.2, 0.7, 0.9)], "p0") == 0.95

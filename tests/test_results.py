@@ -8,6 +8,8 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from runtime.manifest import set_default_spread
+
 from .test_demo import CONDITIONAL, UNCONDITIONAL, demo_artifacts  # noqa: F401 (the fixture)
 from .test_evaluation_cli import assert_one_line_error, run_eval  # noqa: F401 (the fixture)
 
@@ -110,3 +112,24 @@ def test_a_model_exported_with_intensity_matching_says_so_in_its_architecture(ru
     rows = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in readme.read_text().splitlines()
             if line.startswith((f"| {CONDITIONAL} ", f"| {UNCONDITIONAL} "))}
     assert rows == {CONDITIONAL: "mlp + intensity matching", UNCONDITIONAL: "mlp"}
+
+
+def test_a_model_with_its_own_default_spread_is_reported_and_judged_there_first(run_eval, demo_artifacts,  # noqa: F811
+                                                                                tmp_path):
+    root, readme, grids = _layout(tmp_path, demo_artifacts)
+    set_default_spread(root / CONDITIONAL, 0.9, {"rule": "test", "reference": "none"})
+    assert run_eval("results", "--artifacts", root, "--readme", readme, "--grids", grids).returncode == 0
+    text = readme.read_text()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith(f"| {CONDITIONAL} ")]
+    # Its default sampling first (P0 FID 130 at spread 0.9), then spread 1 with and without DRS, named as such.
+    assert [(row[6], row[8]) for row in rows] == [("spread 0.9 (default)", "130.00"), ("spread 1", "120.25 ± 1.00"),
+                                                  ("DRS 20%, spread 1", "110.00")]
+    assert (f"by `{CONDITIONAL}` at spread 0.9 (its default): not met (fid 130.000, precision_k3 0.600, 1 seed(s)"
+            in text)
+    assert "CPU-h); at spread 1: not met (fid 120.250" in text
+    # The grid is drawn at the default spread.
+    default_grid = np.asarray(Image.open(grids / f"{CONDITIONAL}.png"))
+    set_default_spread(root / CONDITIONAL, 1.0, {"rule": "test", "reference": "none"})
+    assert run_eval("results", "--artifacts", root, "--readme", readme, "--grids", grids).returncode == 0
+    assert not np.array_equal(np.asarray(Image.open(grids / f"{CONDITIONAL}.png")), default_grid)

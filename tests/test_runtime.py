@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from export.artifact import export_run
-from runtime.manifest import ArtifactError, record_evaluation
+from runtime.manifest import ArtifactError, record_evaluation, set_default_spread
 from runtime.model import GanModel, InvalidRequest, ProposalLimitReached
 from runtime.registry import ARTIFACTS_ENV, best_model, shipped_models
 from training.data import load_holdout_set
@@ -203,7 +203,7 @@ def test_cli_outputs_agree(artifacts, tmp_path):
     assert run_cli(*args, "--npy", tmp_path / "x.npy").returncode == 0
     assert run_cli(*args, "--out-dir", tmp_path / "pngs").returncode == 0
     grid = run_cli(*args, "--out", tmp_path / "grid.png")
-    assert grid.returncode == 0 and "12 images from cond (digit 7, seed 9)" in grid.stdout
+    assert grid.returncode == 0 and "12 images from cond (digit 7, seed 9, spread 1)" in grid.stdout
     array = np.load(tmp_path / "x.npy")
     files = sorted((tmp_path / "pngs").iterdir())
     assert [p.name for p in files] == [f"{i:05d}.png" for i in range(12)]
@@ -359,3 +359,46 @@ def test_a_record_at_spread_1_replaces_one_written_before_records_had_a_spread(a
     assert [(r.get("spread"), r["metrics"]["p0/fid"]) for r in manifest.evaluations()] == [(1.0, 9.0)]
     assert [(r.get("spread"), r["metrics"]["p0/fid"]) for r in manifest.evaluations(spread=0.9)] == [(0.9, 12.0)]
     assert len([r for r in manifest.data["evaluation"] if r["protocol"] == "p0"]) == 2
+
+
+def test_the_manifest_default_spread_is_what_sampling_and_results_use(artifacts, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(artifacts / "cond", model)
+    set_default_spread(model, 0.6, {"rule": "test", "reference": "none"})
+    gan = GanModel.load(model)
+    assert gan.default_spread == 0.6
+    default_images, _ = gan.generate(6, seed=1, digit=2)
+    assert np.array_equal(default_images, gan.generate(6, seed=1, digit=2, spread=0.6)[0])
+    assert not np.array_equal(default_images, gan.generate(6, seed=1, digit=2, spread=1.0)[0])
+
+    sampled = run_cli("sample", "--model", model, "--n", "6", "--seed", "1", "--digit", "2", "--npy", tmp_path / "a.npy")
+    assert sampled.returncode == 0 and "seed 1, spread 0.6)" in sampled.stdout
+    assert np.array_equal(np.load(tmp_path / "a.npy"), default_images)
+    plain = run_cli("sample", "--model", model, "--n", "6", "--seed", "1", "--digit", "2", "--spread", "1",
+                    "--npy", tmp_path / "b.npy")
+    assert plain.returncode == 0 and "spread 1)" in plain.stdout
+    assert not np.array_equal(np.load(tmp_path / "b.npy"), default_images)
+
+    # The model's P0 FID (what picks the default model) is the one at its default spread.
+    base = {"protocol": "p0", "samples": 10000, "seed": 0, "class_sampling": "uniform", "drs_rate": None}
+    record_evaluation(model, {**base, "spread": 1.0, "metrics": {"p0/fid": 9.0}})
+    manifest = record_evaluation(model, {**base, "spread": 0.6, "metrics": {"p0/fid": 7.0}})
+    assert manifest.p0_fid() == 7.0 and manifest.samplings() == [(None, 0.6), (None, 1.0)]
+
+
+@pytest.mark.parametrize("sampling, fragment", [
+    ({"spread": 0}, "names a default spread 0; it must be a finite number > 0"),
+    ({"spread": "wide"}, "names a default spread 'wide'"),
+    ({}, "names a default spread None"),
+    ([0.9], "has a 'sampling' that is not a JSON object"),
+])
+def test_a_bad_default_spread_is_refused_in_one_line(artifacts, tmp_path, sampling, fragment):
+    model = tmp_path / "model"
+    shutil.copytree(artifacts / "cond", model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    (model / "manifest.json").write_text(json.dumps({**manifest, "sampling": sampling}))
+    result = run_cli("sample", "--model", model, "--out", tmp_path / "x.png")
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "x.png").exists()
+    with pytest.raises(ArtifactError, match="must be a finite number"):
+        set_default_spread(artifacts / "cond", float("nan"), {})

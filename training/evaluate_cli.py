@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from runtime.clitools import run_app
-from runtime.manifest import DEFAULT_SPREAD, ArtifactError, record_evaluation, record_sampling, sampling_label
+from runtime.manifest import ArtifactError, record_evaluation, record_sampling, sampling_label, set_default_spread
 from runtime.model import InvalidRequest
 
 from .checkpoint import CheckpointError
@@ -22,13 +22,14 @@ from .config import ConfigError
 from .data import DATA_ROOT_ENV, DataError, load_mnist_uint8, resolve_data_root
 from .evaluation import EvaluationError
 from .evaluation.figures import plot_sigma_sweep
-from .evaluation.protocols import PROTOCOLS
+from .evaluation.protocols import HOLDOUT_IMAGES, PROTOCOLS
 from .evaluation.proxy_classifier import CLASSIFIER_DIR, train_classifier
 from .evaluation.report import markdown, write_outputs
 from .evaluation.results import results_markdown, update_readme, write_grids
 from .evaluation.scoring import Evaluator
 from .evaluation.sources import is_artifact, load_generator, open_source
-from .evaluation.studies import class_sampling_study, real_vs_real_floor, rejection_study, sigma_sweep
+from .evaluation.studies import (SPREAD_RULE, class_sampling_study, real_vs_real_floor, rejection_study,
+                                 sigma_sweep, spread_selection)
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -70,8 +71,9 @@ def score_command(
                                                  "(equal counts per digit, default) or mnist (MNIST train frequencies)"),
     drs_rate: Optional[float] = typer.Option(None, "--drs-rate", help="exported artifacts: sample through DRS "
                                              "at this target acceptance rate (0.2 = 20 %)"),
-    spread: float = typer.Option(DEFAULT_SPREAD, "--spread", help="exported artifacts: scale the latent noise "
-                                 "eps by this (below 1: truncation, typical digits; above 1: more varied ones)"),
+    spread: Optional[float] = typer.Option(None, "--spread", show_default=False, help="exported artifacts: scale "
+                                           "the latent noise eps by this (below 1: truncation, typical digits; "
+                                           "above 1: more varied ones) [the model's default spread]"),
     record: bool = typer.Option(False, "--record", help="exported artifacts: add the result to the artifact's "
                                 "manifest.json (replacing the same protocol/seed/samples/DRS/spread measurement)"),
     data_root: Optional[Path] = DataRootOption,
@@ -82,7 +84,7 @@ def score_command(
     """Score a run, an exported artifact or a folder of PNGs against MNIST test."""
     if drs_rate is not None and not 0 < drs_rate <= 1:
         raise EvaluationError(f"--drs-rate must be a target acceptance rate in (0, 1], got {drs_rate:g}")
-    if not 0 < spread < math.inf:
+    if spread is not None and not 0 < spread < math.inf:
         raise EvaluationError(f"--spread must be a finite number > 0, got {spread:g}")
     if record and not is_artifact(source):
         raise EvaluationError(f"--record needs an exported artifact folder; {source} is not one")
@@ -114,14 +116,14 @@ def floor_command(
     _report("floor", [record], evaluator, json_path, markdown_path)
 
 
-def _parse_sigmas(text: str) -> list[float]:
+def _parse_numbers(text: str, option: str) -> list[float]:
     try:
-        sigmas = [float(part) for part in text.split(",") if part.strip()]
+        numbers = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise EvaluationError(f"--sigmas must be comma-separated numbers, got {text!r}") from None
-    if not sigmas:
-        raise EvaluationError("--sigmas is empty")
-    return sigmas
+        raise EvaluationError(f"{option} must be comma-separated numbers, got {text!r}") from None
+    if not numbers:
+        raise EvaluationError(f"{option} is empty")
+    return numbers
 
 
 @app.command("sigma-sweep")
@@ -140,7 +142,7 @@ def sigma_sweep_command(
     quiet: bool = QuietOption,
 ):
     """Quality vs diversity: every mixture component's σ set to each value at sampling time."""
-    values = _parse_sigmas(sigmas)
+    values = _parse_numbers(sigmas, "--sigmas")
     generator = load_generator(run, raw_generator)
     root = resolve_data_root(data_root)
     evaluator = Evaluator(protocol, root, progress=not quiet)
@@ -193,6 +195,41 @@ def rejection_study_command(
     records = rejection_study(artifact, evaluator, evaluator.sample_count(n), seed, keeps, root)
     _report("rejection_study", records, evaluator, json_path, markdown_path,
             label=("kept", lambda r: f"{r['rule']}, {r['samples']:,} of {n:,}"))
+
+
+@app.command("tune-spread")
+def tune_spread_command(
+    artifact: Path = typer.Argument(..., help="an exported artifact folder"),
+    spreads: str = typer.Option("0.9,0.95,1,1.05,1.1", "--spreads", help="comma-separated latent spreads to try"),
+    protocol: str = ProtocolOption,
+    n: int = typer.Option(HOLDOUT_IMAGES, "--n", min=1, help="samples per spread (default: as many as the "
+                          "held-out images, so that precision and recall are measured at equal sizes)"),
+    seed: int = SeedOption,
+    write: bool = typer.Option(False, "--write", help="store the chosen spread in the manifest: the runtime, the "
+                               "demo and `eval-gan score` then sample at it by default"),
+    data_root: Optional[Path] = DataRootOption,
+    json_path: Optional[Path] = JsonOption,
+    markdown_path: Optional[Path] = MarkdownOption,
+    quiet: bool = QuietOption,
+):
+    """Choose a model's default latent spread: the spread with the highest min(precision, recall) at k=3,
+    scored against MNIST train's held-out tail (the models never trained on it), so that the test set,
+    where results are reported, plays no part in the choice."""
+    values = _parse_numbers(spreads, "--spreads")
+    if not is_artifact(artifact):
+        raise EvaluationError(f"{artifact} is not an exported artifact folder (manifest.json and ONNX graphs)")
+    root = resolve_data_root(data_root)
+    evaluator = Evaluator(protocol, root, progress=not quiet, holdout=True)
+    records, chosen = spread_selection(artifact, evaluator, values, evaluator.sample_count(n), seed, root)
+    _report("tune_spread", records, evaluator, json_path, markdown_path,
+            label=("spread", lambda r: f"{r['spread']:g}" + (" (chosen)" if r["spread"] == chosen else "")))
+    if write:
+        scores = [{"spread": r["spread"], **{key: r["metrics"][protocol + "/" + key]
+                                             for key in ("fid", "precision_k3", "recall_k3")}} for r in records]
+        set_default_spread(artifact, chosen, {"rule": SPREAD_RULE, "protocol": protocol,
+                                              "reference": evaluator.reference_set, "samples": records[0]["samples"],
+                                              "seed": seed, "scores": scores})
+        typer.echo(f"{artifact}: default spread {chosen:g}")
 
 
 @app.command("train-classifier")

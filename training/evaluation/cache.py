@@ -2,7 +2,7 @@
 
 A reference is keyed by a hash of everything that defines it (protocol, feature extractor and its
 weights' sha256, preprocessing version, the real images' sha256), so changing any of them makes
-a new file; older files of the same protocol are then removed. Files are .npz without pickles,
+a new file; older files of the same protocol and reference set are then removed. Files are .npz without pickles,
 written atomically.
 """
 
@@ -49,8 +49,13 @@ def reference_key(protocol: Protocol, fingerprint: dict, real_images: np.ndarray
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _path(protocol: Protocol, key: str, suffix: str) -> Path:
-    return cache_dir() / f"{protocol.name}-{key}{suffix}"
+def cache_stem(protocol: Protocol, holdout: bool) -> str:
+    """The file-name prefix of a protocol's reference: `p0` (MNIST test) or `p0_holdout`."""
+    return f"{protocol.name}_holdout" if holdout else protocol.name
+
+
+def _path(stem: str, key: str, suffix: str) -> Path:
+    return cache_dir() / f"{stem}-{key}{suffix}"
 
 
 def _read(path: Path, ks: tuple[int, ...]) -> Reference | None:
@@ -62,37 +67,38 @@ def _read(path: Path, ks: tuple[int, ...]) -> Reference | None:
         return None
 
 
-def _write(protocol: Protocol, key: str, reference: Reference) -> None:
+def _write(stem: str, key: str, reference: Reference) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, features=reference.features, mean=reference.stats.mean, cov=reference.stats.cov,
              **{f"radii_k{k}": radii for k, radii in reference.radii.items()})
     cache_dir().mkdir(parents=True, exist_ok=True)
-    for older in cache_dir().glob(f"{protocol.name}-*"):  # this protocol's previous definitions
-        if not older.name.startswith(f"{protocol.name}-{key}"):
+    for older in cache_dir().glob(f"{stem}-*"):  # this reference's previous definitions
+        if not older.name.startswith(f"{stem}-{key}"):
             older.unlink(missing_ok=True)
-    atomic_write_bytes(_path(protocol, key, ".npz"), buffer.getvalue())
+    atomic_write_bytes(_path(stem, key, ".npz"), buffer.getvalue())
 
 
-def load_reference(protocol: Protocol, key: str, compute_features) -> Reference:
+def load_reference(protocol: Protocol, key: str, compute_features, holdout: bool = False) -> Reference:
     """The cached reference for `key`, or `compute_features()` turned into one and cached."""
-    path = _path(protocol, key, ".npz")
+    stem = cache_stem(protocol, holdout)
+    path = _path(stem, key, ".npz")
     reference = _read(path, protocol.ks)
     if reference is None:
         features = compute_features()
         reference = Reference(features, gaussian_stats(features), neighbour_radii(features, protocol.ks))
-        _write(protocol, key, reference)
+        _write(stem, key, reference)
     return reference
 
 
 def read_floor(protocol: Protocol, key: str) -> dict | None:
     """The stored real-vs-real floor record of this reference, if `eval-gan floor` measured it."""
     try:
-        return json.loads(_path(protocol, key, "-floor.json").read_text())
+        return json.loads(_path(protocol.name, key, "-floor.json").read_text())
     except (OSError, ValueError):
         return None
 
 
 def write_floor(protocol: Protocol, key: str, record: dict) -> None:
-    path = _path(protocol, key, "-floor.json")
+    path = _path(protocol.name, key, "-floor.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")

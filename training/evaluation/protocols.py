@@ -2,7 +2,8 @@
 
 As in stylegan2-ada's metric names, a number is never quoted without its protocol: every metric
 key is `PROTOCOL/metric` (`p0/fid`, `proxy/recall_k5`), and reports print the protocol beside it.
-The reference set is always the 10,000 MNIST test images.
+Reported numbers are against the 10,000 MNIST test images; choices made from scores (a model's default
+latent spread) are made against MNIST train's held-out tail instead, so the test set stays unseen by them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REFERENCE_SET = "MNIST test (10,000 images)"
+HOLDOUT_IMAGES = 5000  # training's default --holdout: MNIST train's last 5,000 images, never trained on
+HOLDOUT_SET = f"MNIST train's last {HOLDOUT_IMAGES:,} images (held out from training)"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ def metric_columns(protocol: Protocol) -> list[tuple[str, str, int]]:
     return [(title, protocol.key(metric), decimals) for title, metric, decimals in columns]
 
 
-def _floor_line(protocol: Protocol, floor: dict | None) -> str:
+def _floor_line(protocol: Protocol, floor: dict | None, reference: str) -> str:
+    if reference != REFERENCE_SET:
+        return f"Real-vs-real floor: measured against {REFERENCE_SET} only, not against {reference}."
     if floor is None:
         return (f"Real-vs-real floor ({protocol.name}): not measured on this machine yet; "
                 f"run `eval-gan floor --protocol {protocol.name}`.")
@@ -43,6 +45,7 @@ def _floor_line(protocol: Protocol, floor: dict | None) -> str:
 def markdown(records: list[dict], floor: dict | None, label: Column = ("source", lambda r: r["source"])) -> str:
     """One row per record; the protocol's definition above the table, its floor below."""
     protocol = PROTOCOLS[records[0]["protocol"]]
+    reference = records[0].get("reference", REFERENCE_SET)
 
     def text(value) -> str:
         return "–" if value is None else str(value)
@@ -51,11 +54,12 @@ def markdown(records: list[dict], floor: dict | None, label: Column = ("source",
                              ("seed", lambda r: text(r["seed"])), ("classes", lambda r: text(r["class_sampling"]))]
     columns += [(title, lambda r, key=key, decimals=decimals: _number(r["metrics"].get(key), decimals))
                 for title, key, decimals in metric_columns(protocol) if any(key in r["metrics"] for r in records)]
-    lines = [f"Protocol **{protocol.name}**: {protocol.summary}. Reference: {REFERENCE_SET}.", "",
+    scope = "" if reference == REFERENCE_SET else " (its features and k, not its test set: see the reference)"
+    lines = [f"Protocol **{protocol.name}**{scope}: {protocol.summary}. Reference: {reference}.", "",
              "| " + " | ".join(title for title, _ in columns) + " |",
              "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r) for _, cell in columns) + " |" for r in records]
-    return "\n".join(lines + ["", _floor_line(protocol, floor)]) + "\n"
+    return "\n".join(lines + ["", _floor_line(protocol, floor, reference)]) + "\n"
 
 
 def write_outputs(study: str, records: list[dict], floor: dict | None, table: str,

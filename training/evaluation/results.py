@@ -106,8 +106,10 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for manifest in models:
         data = manifest.data
-        # Plain always has a row (dashes if unmeasured), DRS 20 % next if measured, then other recorded settings.
-        settings = [(None, DEFAULT_SPREAD), (DRS_RATE, DEFAULT_SPREAD)]
+        # The default sampling always has a row (dashes if unmeasured), DRS 20 % at the default spread next if
+        # measured, then other recorded settings.
+        default = manifest.default_spread
+        settings = [(None, default), (DRS_RATE, default)]
         for rate, spread in settings + [setting for setting in manifest.samplings() if setting not in settings]:
             p0, proxy = (manifest.metric_summary(protocol, rate, spread) for protocol in (P0_PROTOCOL, "proxy"))
             if (rate, spread) != settings[0] and not (p0 or proxy):
@@ -115,7 +117,7 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
             training = data["training"]
             cells = [manifest.name, data["variant"], _architecture(data), training.get("generator_weights", "–"),
                      str(training["epochs_completed"]),
-                     _training_cost(manifest), sampling_label(rate, spread), _seeds(p0),
+                     _training_cost(manifest), sampling_label(rate, spread, default), _seeds(p0),
                      *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
                      *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -131,7 +133,7 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
               "| report | model | FID | precision | recall | protocol |", "|---|---|---|---|---|---|"]
     lines += [f"| {source} | {model} | {fid} | {p} | {r} | {protocol} |"
               for source, model, fid, p, r, protocol in SEED_RESULTS]
-    lines += ["", "Sample grids (seed 0, no DRS):", ""]
+    lines += ["", "Sample grids (seed 0, no DRS, each model's default spread):", ""]
     for manifest in models:
         _, layout = GanModel(manifest).grid_layout()
         grid = _link(grid_folder / f"{manifest.name}.png", readme_dir)
@@ -152,12 +154,13 @@ def _targets(models: list[Manifest]) -> list[str]:
     def verdict(manifest: Manifest | None, fid: float, precision: float, recall: float, hours: float | None) -> str:
         if manifest is None:
             return "no such model shipped yet"
-        # The default sampling first, then each recorded latent spread (no DRS) judged the same way and labelled:
-        # `--spread` is a sampling setting any user of the runtime can choose, so a verdict there is worth showing.
-        spreads = [DEFAULT_SPREAD, *(spread for rate, spread in manifest.samplings()
-                                     if rate is None and spread != DEFAULT_SPREAD)]
+        # The model's default sampling first, then each recorded latent spread (no DRS) judged the same way and
+        # labelled: `--spread` is a sampling setting any user of the runtime can choose, so a verdict there is
+        # worth showing.
+        default = manifest.default_spread
+        spreads = [default, *(spread for rate, spread in manifest.samplings() if rate is None and spread != default)]
         summaries = {spread: manifest.metric_summary(P0_PROTOCOL, None, spread) for spread in spreads}
-        if not summaries[DEFAULT_SPREAD]:
+        if not summaries[default]:
             return f"`{manifest.name}` has no P0 result yet"
         summaries = {spread: summary for spread, summary in summaries.items() if summary}  # a spread scored on proxy only
         cpu_hours = manifest.data["training"].get("cpu_seconds", 0) / 3600
@@ -171,7 +174,10 @@ def _targets(models: list[Manifest]) -> list[str]:
             return (f"{'met' if met else 'not met'} ({measured}, {_seeds(summary)} seed(s)"
                     + (f", {_training_cost(manifest)}" if hours is not None else "") + ")")
 
-        return f"by `{manifest.name}` " + "; ".join(f"at spread {spread:g}: {judged(summary)}"
+        def where(spread: float) -> str:
+            return f"at spread {spread:g}" + (" (its default)" if spread == default != DEFAULT_SPREAD else "")
+
+        return f"by `{manifest.name}` " + "; ".join(f"{where(spread)}: {judged(summary)}"
                                                     for spread, summary in summaries.items())
 
     scored = [m for m in models if m.p0_fid() is not None]

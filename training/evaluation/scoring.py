@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import load_mnist_uint8
+from training.data import load_holdout_set, load_mnist_uint8
 from training.priors import NUM_DIGITS
 
 from . import EvaluationError
@@ -17,7 +17,7 @@ from .cache import Reference, cache_dir, load_reference, read_floor, reference_k
 from .features import EXTRACTORS, Features
 from .fid import frechet_distance, gaussian_stats
 from .prdc import check_enough, precision_recall
-from .protocols import PROTOCOLS, REFERENCE_SET
+from .protocols import HOLDOUT_IMAGES, HOLDOUT_SET, PROTOCOLS, REFERENCE_SET
 from .results import shipped_floor
 from .sources import Samples
 
@@ -44,18 +44,21 @@ def class_statistics(predicted: np.ndarray, requested: np.ndarray | None) -> dic
 
 
 class Evaluator:
-    """A protocol ready to score: its feature extractor and its cached real reference (MNIST test).
+    """A protocol ready to score: its feature extractor and its cached real reference: MNIST test, or with
+    `holdout` MNIST train's held-out tail (for choices that must not look at the test set).
 
     Everything expensive (network weights, the reference) is loaded on first use, so that bad
     input is reported before any long step.
     """
 
-    def __init__(self, protocol: str, data_root: Path, progress: bool = False):
+    def __init__(self, protocol: str, data_root: Path, progress: bool = False, holdout: bool = False):
         if protocol not in PROTOCOLS:
             raise EvaluationError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
         self.protocol = PROTOCOLS[protocol]
         self.data_root = data_root
         self.progress = progress
+        self.holdout = holdout
+        self.reference_set = HOLDOUT_SET if holdout else REFERENCE_SET
 
     def sample_count(self, n: int | None) -> int:
         """n, or the protocol's sample count; checked before anything is sampled."""
@@ -69,6 +72,8 @@ class Evaluator:
 
     @functools.cached_property
     def real_images(self) -> np.ndarray:
+        if self.holdout:
+            return load_holdout_set(self.data_root, HOLDOUT_IMAGES)[0].numpy()
         return load_mnist_uint8(self.data_root, train=False)[0].numpy()
 
     @functools.cached_property
@@ -79,14 +84,17 @@ class Evaluator:
     def reference(self) -> Reference:
         def real_features() -> np.ndarray:
             if self.progress:
-                print(f"computing the {self.protocol.name} reference ({REFERENCE_SET}) once; cached in {cache_dir()}",
-                      file=sys.stderr)
+                print(f"computing the {self.protocol.name} reference ({self.reference_set}) once; cached in "
+                      f"{cache_dir()}", file=sys.stderr)
             return self.extractor(self.real_images, self.progress).vectors
 
-        return load_reference(self.protocol, self.key, real_features)
+        return load_reference(self.protocol, self.key, real_features, self.holdout)
 
     def floor(self) -> dict | None:
-        """The real-vs-real floor: measured on this machine (`eval-gan floor`), else the one shipped in artifacts/."""
+        """The real-vs-real floor: measured on this machine (`eval-gan floor`), else the one shipped in artifacts/.
+        None against the holdout: the floor is measured against MNIST test."""
+        if self.holdout:
+            return None
         return read_floor(self.protocol, self.key) or shipped_floor(self.protocol)
 
     def score(self, samples: Samples, features: Features | None = None) -> dict:
@@ -109,7 +117,7 @@ class Evaluator:
         return {
             "protocol": protocol.name,
             "protocol_summary": protocol.summary,
-            "reference": REFERENCE_SET,
+            "reference": self.reference_set,
             **samples.description,
             "metrics": {protocol.key(name): value for name, value in metrics.items()},
             "seconds": round(time.perf_counter() - started, 3),

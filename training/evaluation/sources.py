@@ -16,7 +16,6 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from runtime.images import unit_to_uint8
-from runtime.manifest import DEFAULT_SPREAD
 from runtime.model import GanModel
 from training.data import load_mnist_uint8
 from training.models import GeneratorBundle
@@ -155,13 +154,14 @@ def sample_run(generator: GeneratorBundle, source: str, n: int, seed: int, class
 
 
 def sample_artifact(folder: Path, n: int, seed: int, class_sampling: str | None, data_root: Path,
-                    drs_rate: float | None = None, spread: float = DEFAULT_SPREAD) -> Samples:
+                    drs_rate: float | None = None, spread: float | None = None) -> Samples:
     """n images from an exported model through runtime.model (onnxruntime), with DRS at `drs_rate` if given,
-    the latent noise scaled by `spread`.
+    the latent noise scaled by `spread` (None: the model's default spread, which the record names).
 
     Conditional models get exact per-digit counts (DRS then accepts each digit at its own gamma);
     digit d's noise is the runtime's for seed `seed * 10 + d`, so that digits do not share their noise."""
     model = GanModel.load(folder)
+    spread = model.default_spread if spread is None else spread
     class_sampling = resolve_class_sampling(model.conditional, class_sampling)
     if model.conditional:
         counts = digit_counts(n, _digit_weights(class_sampling, data_root))
@@ -181,17 +181,17 @@ def is_artifact(path: Path) -> bool:
 
 def open_source(path: Path, n: int | None, seed: int, class_sampling: str | None, data_root: Path,
                 default_samples: int, progress: bool = False, drs_rate: float | None = None,
-                spread: float = DEFAULT_SPREAD) -> Samples:
+                spread: float | None = None) -> Samples:
     """A run folder or checkpoint, or an exported artifact (n samples, default `default_samples`, from
-    `seed`, through DRS at `drs_rate` if given, noise scaled by `spread`), or a folder of PNGs (the first n,
-    default all)."""
+    `seed`, through DRS at `drs_rate` if given, noise scaled by `spread`, default the model's), or a folder
+    of PNGs (the first n, default all)."""
     path = Path(path)
     if not path.exists():
         raise EvaluationError(f"{path} does not exist; give a run folder, its {CHECKPOINT_NAME}, an exported "
                               "artifact or a folder of PNGs")
     if drs_rate is not None and not is_artifact(path):
         raise EvaluationError(f"--drs-rate needs an exported artifact (its calibrated DRS head); {path} is not one")
-    if spread != DEFAULT_SPREAD and not is_artifact(path):
+    if spread is not None and not is_artifact(path):
         raise EvaluationError(f"--spread needs an exported artifact; {path} is not one")
     if _run_dir(path) is not None:
         return sample_run(load_generator(path), str(path), n or default_samples, seed, class_sampling, data_root,

@@ -1,5 +1,6 @@
 """The seeds' studies: the σ sweep of a mixture prior, uniform vs MNIST-frequency class sampling, and
-the real-vs-real floor; and ours: which generated images a rejection rule should drop."""
+the real-vs-real floor; and ours: which generated images a rejection rule should drop, and which latent
+spread a model should sample at by default."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.manifest import read_manifest
 from runtime.model import GanModel
 from training.data import load_holdout_set, load_mnist_uint8
 from training.models import GeneratorBundle
@@ -19,14 +21,13 @@ from . import EvaluationError
 from .cache import write_floor
 from .features import ClassifierFeatures, Features
 from .prdc import check_enough, realism_scores
+from .protocols import HOLDOUT_IMAGES
 from .scoring import Evaluator
 from .sources import CLASS_SAMPLINGS, Samples, is_conditional, sample_artifact, sample_run
 
 STRIP_LENGTH = 10  # images per σ in the sweep's figure
-# The real images the realism score compares with: MNIST train's last 5,000, which training holds out by
-# default (--holdout), so no model trained with the defaults has seen them.
-REALISM_BANK = 5000
 REALISM_K = 3
+SPREAD_RULE = "the highest min(precision, recall) at k=3"
 
 
 def with_sigma(generator: GeneratorBundle, sigma: float) -> GeneratorBundle:
@@ -106,7 +107,7 @@ def rejection_study(folder: Path, evaluator: Evaluator, n: int, seed: int, keeps
     """n samples of an exported model, then for each share in `keeps` the same number of them kept by each
     rule and scored: at random (the baseline: what a smaller sample scores), by the highest realism score
     (Kynkäänniemi et al. 2019) in the MNIST classifier's feature space against MNIST train's held-out
-    images, and by the highest calibrated critic logit (what DRS accepts by). Comparing at equal counts
+    images (never trained on by a model trained with the default --holdout), and by the highest calibrated critic logit (what DRS accepts by). Comparing at equal counts
     matters: recall depends on how many samples are scored."""
     for keep in keeps:
         if not 0 < keep < 1:
@@ -115,7 +116,7 @@ def rejection_study(folder: Path, evaluator: Evaluator, n: int, seed: int, keeps
     samples = sample_artifact(folder, n, seed, None, data_root)
     features = evaluator.extractor(samples.images, evaluator.progress)
     classifier = ClassifierFeatures()
-    bank = classifier(load_holdout_set(data_root, REALISM_BANK)[0].numpy()).vectors
+    bank = classifier(load_holdout_set(data_root, HOLDOUT_IMAGES)[0].numpy()).vectors
     scores = {
         "random": np.random.default_rng(seed).random(n),
         "realism": realism_scores(bank, classifier(samples.images).vectors, REALISM_K),
@@ -131,3 +132,34 @@ def rejection_study(folder: Path, evaluator: Evaluator, n: int, seed: int, keeps
                                        else features.predicted_digits[kept])
             records.append({"rule": rule, "keep": keep, **evaluator.score(subset, subset_features)})
     return records
+
+
+def balanced_spread(records: list[dict], protocol_name: str) -> float:
+    """The scored spread with the highest min(precision, recall) at k=3; a tie goes to the one nearest 1."""
+    def balance(record: dict) -> tuple[float, float]:
+        metrics = record["metrics"]
+        return (min(metrics[f"{protocol_name}/precision_k3"], metrics[f"{protocol_name}/recall_k3"]),
+                -abs(record["spread"] - 1.0))
+    return max(records, key=balance)["spread"]
+
+
+def spread_selection(folder: Path, evaluator: Evaluator, spreads: list[float], n: int, seed: int,
+                     data_root: Path) -> tuple[list[dict], float]:
+    """Each latent spread of an exported model scored against MNIST train's held-out tail (same seed, so
+    the same noise scaled), and the balanced one (`SPREAD_RULE`). The test set never enters the choice;
+    a model that trained on those held-out images is refused."""
+    if not evaluator.holdout:
+        raise EvaluationError("a default spread is chosen against the held-out images, not the test set")
+    for spread in spreads:
+        if not 0 < spread < math.inf:
+            raise EvaluationError(f"spreads must be finite numbers > 0, got {spread:g}")
+    holdout = read_manifest(folder).data.get("training", {}).get("config", {}).get("holdout")
+    if holdout is None:
+        raise EvaluationError(f"{folder}'s manifest records no training holdout, so the {HOLDOUT_IMAGES:,} held-out "
+                              "images its spread would be chosen on may have been trained on")
+    if holdout < HOLDOUT_IMAGES:
+        raise EvaluationError(f"{folder} was trained with holdout {holdout}: it saw some of the "
+                              f"{HOLDOUT_IMAGES:,} held-out images its spread would be chosen on")
+    records = [evaluator.score(sample_artifact(folder, n, seed, None, data_root, spread=spread))
+               for spread in spreads]
+    return records, balanced_spread(records, evaluator.protocol.name)
