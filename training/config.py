@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .evaluation.protocols import PROTOCOLS
+from .evaluation.protocols import HOLDOUT_IMAGES, PROTOCOLS
 from .objectives import CONSTRAINTS, OBJECTIVES
 from .presets import PRESETS
 from .priors import NUM_DIGITS, PRIORS, build_prior
@@ -59,7 +59,8 @@ class TrainConfig:
     seed: int = _opt(0, "random seed")
     device: str = _opt("auto", "auto, cpu or cuda")
     precision: str = _opt("fp32", "fp32 or bf16 (autocast)")
-    holdout: int = _opt(5000, "last N training images held out (DRS calibration), never trained on")
+    holdout: int = _opt(HOLDOUT_IMAGES, "last N training images held out (DRS calibration, realism scores, "
+                        "`eval-gan tune-spread`), never trained on")
     train_limit: int = _opt(0, "train on the first N images only (0 = all)")
     eval_every: int = _opt(5, "epochs between evaluations (sample grid, metrics, plots)")
     eval_protocol: str = _opt("proxy", "metrics at each evaluation: proxy (MNIST classifier, fast), p0 (Inception, "
