@@ -120,6 +120,7 @@ def sample(
 
     gan = _open_model(model, device)
     _require_digit_support(gan, digit)
+    spread = gan.default_spread if spread is None else spread
     images, stats = gan.generate(n, seed=seed, digit=digit, drs_rate=drs, spread=spread, batch_size=batch_size,
                                  max_proposals=max_proposals)
     if out_dir is not None:
@@ -134,8 +135,7 @@ def sample(
         atomic_write_bytes(out, grid_png(images, rows=max(1, math.isqrt(n))))
         target = str(out)
     what = f"digit {digit}" if digit is not None else "digits drawn uniformly" if gan.conditional else "unconditional"
-    used = gan.default_spread if spread is None else spread
-    typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed}, spread {used:g})")
+    typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed}, spread {spread:g})")
     if drs is not None:
         typer.echo(f"DRS target {drs * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "
                    f"(achieved {stats.acceptance_rate:.1%})")

@@ -224,7 +224,7 @@ def tune_spread_command(
     _report("tune_spread", records, evaluator, json_path, markdown_path,
             label=("spread", lambda r: f"{r['spread']:g}" + (" (chosen)" if r["spread"] == chosen else "")))
     if write:
-        scores = [{"spread": r["spread"], **{key: r["metrics"][protocol + "/" + key]
+        scores = [{"spread": r["spread"], **{key: r["metrics"][evaluator.protocol.key(key)]
                                              for key in ("fid", "precision_k3", "recall_k3")}} for r in records]
         set_default_spread(artifact, chosen, {"rule": SPREAD_RULE, "protocol": protocol,
                                               "reference": evaluator.reference_set, "samples": records[0]["samples"],

@@ -58,7 +58,10 @@ class Evaluator:
         self.data_root = data_root
         self.progress = progress
         self.holdout = holdout
-        self.reference_set = HOLDOUT_SET if holdout else REFERENCE_SET
+
+    @property
+    def reference_set(self) -> str:
+        return HOLDOUT_SET if self.holdout else REFERENCE_SET
 
     def sample_count(self, n: int | None) -> int:
         """n, or the protocol's sample count; checked before anything is sampled."""
