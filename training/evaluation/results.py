@@ -41,8 +41,10 @@ FIGURES = [("Proxy metrics of `wgan_gp_cond` (MLP) over training", "wgan_gp_cond
             "wgan_gp_cond_conv_w96_metrics.png"),
            ("Proxy metrics of `wgan_gp_cond_mlp_convd` (template MLP G, conv critic) over training",
             "wgan_gp_cond_mlp_convd_metrics.png"),
+           ("Proxy metrics of `wgan_gp` (unconditional, template MLP pair, 100 epochs as in seed 000) over training",
+            "wgan_gp_metrics.png"),
            ("σ sweep of the static GM-GAN prior (quality ↔ diversity), proxy protocol: `eval-gan sigma-sweep "
-            "runs/ship/gmgan_static --raw-generator --protocol proxy --sigmas 0.05,0.15,0.5,1.0,2.0`", "sigma_sweep.png")]
+            "runs/ship/gmgan_static --protocol proxy --sigmas 0.05,0.15,0.5,1.0,2.0`", "sigma_sweep.png")]
 METRICS = [("FID", "fid", 2), ("P k=3", "precision_k3", 3), ("R k=3", "recall_k3", 3),
            ("P k=5", "precision_k5", 3), ("R k=5", "recall_k5", 3)]
 PROXY_METRICS = [("proxy FID", "fid", 2), ("proxy P k=3", "precision_k3", 3), ("proxy R k=3", "recall_k3", 3)]
