@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from training.checkpoint import load_checkpoint
-from training.config import resolve
+from training.config import load_run_config, resolve
 from training.models import (AffineInputCritic, ConvCritic, ConvGenerator, MLPCritic, MLPGenerator,
                              converge_spectral_norms)
 from training.objectives import GradientPenalty, gradient_penalty
@@ -62,7 +62,7 @@ def _weights(run_dir):
     return tensors, state
 
 
-@pytest.mark.parametrize("variant", ["wgan_gp_cond", "gmgan_dynamic"])
+@pytest.mark.parametrize("variant", ["wgan_gp_cond", "gmgan_dynamic", "wgan_wc"])  # wgan_wc: RMSProp state
 def test_resume_is_bit_identical(tmp_path, data_root, variant):
     extra = dict(epochs=2, ema_decay=0.5)
     straight = make_trainer(tmp_path / "straight", data_root, variant, **extra)
@@ -168,6 +168,29 @@ def test_weight_clipping_keeps_every_critic_weight_in_bounds(tmp_path, data_root
     for param in trainer.critic.parameters():
         assert param.abs().max() <= c
     assert 0 < record["clip_saturation"] <= 1
+    # Per layer: the MLP critic's four Linear layers, input first, each its own share of weights at +-c.
+    linears = [m for m in trainer.critic.modules() if isinstance(m, torch.nn.Linear)]
+    per_layer = [record[f"clip_saturation_layer{i}"] for i in range(1, len(linears) + 1)]
+    assert len(linears) == 4 and f"clip_saturation_layer{len(linears) + 1}" not in record
+    for share, layer in zip(per_layer, linears):
+        at_bound = sum(int((p.abs() >= c * (1 - 1e-6)).sum()) for p in layer.parameters())
+        assert share == at_bound / sum(p.numel() for p in layer.parameters())
+    sizes = [sum(p.numel() for p in layer.parameters()) for layer in linears]
+    assert record["clip_saturation"] == pytest.approx(sum(s * n for s, n in zip(per_layer, sizes)) / sum(sizes))
+
+
+def test_wgan_wc_trains_with_rmsprop_and_others_with_adam(tmp_path, data_root):
+    assert isinstance(make_trainer(tmp_path, data_root, "wgan_wc").opt_d, torch.optim.RMSprop)
+    adam = make_trainer(tmp_path, data_root, "wgan_gp").opt_d
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["betas"] == (0.5, 0.9)
+    assert isinstance(make_trainer(tmp_path, data_root, "wgan_wc", optimizer="adam").opt_g, torch.optim.Adam)
+
+
+def test_run_config_without_an_optimizer_field_was_trained_with_adam(tmp_path):
+    saved = resolve("wgan_wc", {}).to_dict()
+    del saved["optimizer"]  # config.json of a run from before the option existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert load_run_config(tmp_path).optimizer == "adam"
 
 
 class LinearCritic(AffineInputCritic):
@@ -271,7 +294,7 @@ def test_presets_carry_the_seed_values():
         "gmm_static", 10, 0.1, 0.15, 90)
     assert (cfg("gmgan_dynamic").prior, cfg("gmgan_dynamic").num_components) == ("gmm_dynamic", 10)
     wc = cfg("wgan_wc")
-    assert (wc.objective, wc.lipschitz, wc.clip_value) == ("wasserstein", "clip", 0.09)
+    assert (wc.objective, wc.lipschitz, wc.clip_value, wc.n_critic) == ("wasserstein", "clip", 0.09, 5)
     gp = cfg("wgan_gp")
     assert (gp.lipschitz, gp.gp_lambda, gp.n_critic, gp.lr_g, gp.lr_d, gp.batch_size, gp.epochs) == (
         "gp", 10.0, 5, 1e-4, 1e-4, 64, 100)
@@ -282,3 +305,19 @@ def test_presets_carry_the_seed_values():
     gmm_cond = cfg("wgan_gp_gmm_cond")
     assert (gmm_cond.prior, gmm_cond.num_components, gmm_cond.condition_generator, gmm_cond.condition_critic) == (
         "gmm_indexed", 10, True, True)
+
+
+def test_training_curves_expand_prefixed_keys_and_drop_panels_with_nothing_logged(tmp_path):
+    from PIL import Image
+
+    from training.plots import logged_series, plot_training_curves
+
+    records = [{"epoch": e, "loss_d": 1.0 / e, "wasserstein": 2.0, "clip_saturation_layer1": 0.1 * e, "clip_saturation_layer2": 0.2}
+               for e in (1, 2)]
+    assert logged_series(["clip_saturation_layer*"], records) == {
+        "clip_saturation_layer1": [(1, 0.1), (2, 0.2)], "clip_saturation_layer2": [(1, 0.2), (2, 0.2)]}
+    assert logged_series(["penalty", "loss_d"], records) == {"loss_d": [(1, 1.0), (2, 0.5)]}
+    with_clipping = plot_training_curves(records, tmp_path / "clip")[1]
+    without = plot_training_curves([{k: v for k, v in r.items() if "clip" not in k} for r in records], tmp_path / "gp")[1]
+    # Two panels against one: the clipping panel (5 in at 100 dpi, ~390 px once tightly cropped) is left out.
+    assert Image.open(with_clipping).width - Image.open(without).width > 300

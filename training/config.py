@@ -51,6 +51,7 @@ class TrainConfig:
     lr_d: float = _opt(2e-4, "critic learning rate")
     lr_decay_start: int = _opt(0, "epoch after which both learning rates fall linearly to 0 at the last epoch "
                                "(0 = constant)")
+    optimizer: str = _opt("adam", "adam (betas beta1, beta2) or rmsprop (the WGAN paper's choice with weight clipping)")
     beta1: float = _opt(0.9, "Adam beta1")
     beta2: float = _opt(0.999, "Adam beta2")
     batch_size: int = _opt(64, "batch size")
@@ -99,6 +100,7 @@ CHOICES = {
     "lipschitz": tuple(CONSTRAINTS),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16"),
+    "optimizer": ("adam", "rmsprop"),
     "eval_protocol": (*PROTOCOLS, "none"),
 }
 POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "critic_depth", "n_critic", "lr_g", "lr_d",
@@ -210,4 +212,5 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     variant = data.pop("variant", None)
     if not isinstance(variant, str):
         raise ConfigError(f"{path} names no preset")
+    data.setdefault("optimizer", "adam")  # every run from before the option existed used Adam
     return resolve(variant, data)

@@ -89,10 +89,14 @@ class WeightClipping(LipschitzConstraint):
 
     @torch.no_grad()
     def diagnostics(self, critic):
-        """Share of critic weights sitting at +-c (the seeds' clipping saturation)."""
-        params = list(critic.parameters())
-        at_bound = sum(int((p.abs() >= self.clip_value * (1 - 1e-6)).sum()) for p in params)
-        return {"clip_saturation": at_bound / sum(p.numel() for p in params)}
+        """Share of critic weights sitting at +-c (the seeds' clipping saturation), overall and per layer,
+        input layer first: the seeds saw deeper layers saturate sooner."""
+        bound = self.clip_value * (1 - 1e-6)
+        layers = [params for module in critic.modules() if (params := list(module.parameters(recurse=False)))]
+        at_bound = [sum(int((p.abs() >= bound).sum()) for p in params) for params in layers]
+        sizes = [sum(p.numel() for p in params) for params in layers]
+        per_layer = {f"clip_saturation_layer{i}": n / size for i, (n, size) in enumerate(zip(at_bound, sizes), 1)}
+        return {"clip_saturation": sum(at_bound) / sum(sizes), **per_layer}
 
 
 def gradient_penalty(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ FIGURES = {
         ("mean critic output", ["d_real", "d_fake"]),
         ("generator gradient norm", ["g_grad_norm"]),
         ("penalty and clipping saturation", ["penalty", "clip_saturation"]),
+        ("clipping saturation by critic layer", ["clip_saturation_layer*"]),
     ],
 }
 
@@ -31,16 +32,27 @@ def save_figure(fig, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def logged_series(keys: list[str], records: list[dict]) -> dict[str, list[tuple]]:
+    """(epoch, value) points of each key that was logged; a key ending in * stands for every logged
+    key with that prefix, in first-logged order."""
+    logged = dict.fromkeys(name for record in records for name in record)
+    names = [name for key in keys for name in
+             ([n for n in logged if n.startswith(key[:-1])] if key.endswith("*") else [key])]
+    series = {name: [(r["epoch"], r[name]) for r in records if r.get(name) is not None] for name in names}
+    return {name: points for name, points in series.items() if points}
+
+
 def plot_training_curves(records: list[dict], out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for filename, panels in FIGURES.items():
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
-        for ax, (title, keys) in zip(axes[0], panels):
-            for key in keys:
-                points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
-                if points:
-                    ax.plot(*zip(*points), label=key, marker="." if len(points) < 30 else None)
+        # Panels with nothing logged (clipping saturation of a GP run) are left out, one panel at least.
+        drawn = [(title, series) for title, keys in panels if (series := logged_series(keys, records))]
+        drawn = drawn or [(panels[0][0], {})]
+        fig, axes = plt.subplots(1, len(drawn), figsize=(5 * len(drawn), 3.5), squeeze=False)
+        for ax, (title, series) in zip(axes[0], drawn):
+            for name, points in series.items():
+                ax.plot(*zip(*points), label=name, marker="." if len(points) < 30 else None)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("epoch")
             if ax.lines:

@@ -52,6 +52,14 @@ GRID_NOISE_SEED_OFFSET = 10_007  # sample grids use their own noise, never the t
 EVAL_NOISE_SEED_OFFSET = 20_011  # so do evaluation samples: the same draws at every evaluation
 
 
+OPTIMIZERS = {
+    # Fused: one kernel per step for all parameters instead of one per tensor.
+    "adam": lambda params, lr, cfg: torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=True),
+    # Arjovsky et al. (2017) train the clipped critic with RMSProp: momentum destabilised it.
+    "rmsprop": lambda params, lr, cfg: torch.optim.RMSprop(params, lr=lr),
+}
+
+
 class TrainingError(RuntimeError):
     """The run stopped (non-finite loss); the message says why and where the last checkpoint is."""
 
@@ -98,11 +106,9 @@ class Trainer:
             self.ema = AveragedModel(
                 self.generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
             )
-        # Fused Adam: one kernel per step for all parameters instead of one per tensor.
-        adam = dict(betas=(cfg.beta1, cfg.beta2), fused=True)
         self.g_params = list(self.generator.parameters())
-        self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, **adam)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_d, **adam)
+        self.opt_g = OPTIMIZERS[cfg.optimizer](self.g_params, cfg.lr_g, cfg)
+        self.opt_d = OPTIMIZERS[cfg.optimizer](self.critic.parameters(), cfg.lr_d, cfg)
 
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # epoch permutations (CPU)
         self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed + 1)  # latents, GP mixes
