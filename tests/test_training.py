@@ -312,12 +312,13 @@ def test_training_curves_expand_prefixed_keys_and_drop_panels_with_nothing_logge
 
     from training.plots import logged_series, plot_training_curves
 
-    records = [{"epoch": e, "loss_d": 1.0 / e, "wasserstein": 2.0, "clip_saturation_layer1": 0.1 * e, "clip_saturation_layer2": 0.2}
-               for e in (1, 2)]
+    records = [{"epoch": e, "loss_d": 1.0 / e, "wasserstein": 2.0,
+                "clip_saturation_layer1": 0.1 * e, "clip_saturation_layer2": 0.2} for e in (1, 2)]
     assert logged_series(["clip_saturation_layer*"], records) == {
         "clip_saturation_layer1": [(1, 0.1), (2, 0.2)], "clip_saturation_layer2": [(1, 0.2), (2, 0.2)]}
     assert logged_series(["penalty", "loss_d"], records) == {"loss_d": [(1, 1.0), (2, 0.5)]}
     with_clipping = plot_training_curves(records, tmp_path / "clip")[1]
-    without = plot_training_curves([{k: v for k, v in r.items() if "clip" not in k} for r in records], tmp_path / "gp")[1]
+    unclipped = [{k: v for k, v in r.items() if "clip" not in k} for r in records]
+    without = plot_training_curves(unclipped, tmp_path / "gp")[1]
     # Two panels against one: the clipping panel (5 in at 100 dpi, ~390 px once tightly cropped) is left out.
     assert Image.open(with_clipping).width - Image.open(without).width > 300

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .evaluation.protocols import HOLDOUT_IMAGES, PROTOCOLS
-from .objectives import CONSTRAINTS, OBJECTIVES
+from .objectives import CONSTRAINTS, OBJECTIVES, OPTIMIZERS
 from .presets import PRESETS
 from .priors import NUM_DIGITS, PRIORS, build_prior
 
@@ -100,7 +100,7 @@ CHOICES = {
     "lipschitz": tuple(CONSTRAINTS),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16"),
-    "optimizer": ("adam", "rmsprop"),
+    "optimizer": tuple(OPTIMIZERS),
     "eval_protocol": (*PROTOCOLS, "none"),
 }
 POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "critic_depth", "n_critic", "lr_g", "lr_d",

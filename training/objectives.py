@@ -1,4 +1,4 @@
-"""Adversarial objectives and the critic's Lipschitz constraints, each a small registry entry.
+"""Adversarial objectives, the critic's Lipschitz constraints and the optimisers, each a small registry entry.
 
 The critic always outputs a raw score (a logit for BCE): the template's final sigmoid is folded
 into the numerically stable `softplus` form of binary cross-entropy.
@@ -140,4 +140,12 @@ CONSTRAINTS = {
     "clip": lambda cfg: WeightClipping(cfg.clip_value),
     "gp": lambda cfg: GradientPenalty(cfg.gp_lambda),
     "sn": lambda cfg: SpectralNorm(),
+}
+
+
+OPTIMIZERS = {
+    # Fused: one kernel per step for all parameters instead of one per tensor.
+    "adam": lambda params, lr, cfg: torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=True),
+    # Arjovsky et al. (2017) train the clipped critic with RMSProp: momentum destabilised it.
+    "rmsprop": lambda params, lr, cfg: torch.optim.RMSprop(params, lr=lr),
 }

@@ -39,7 +39,7 @@ from .evaluation.figures import plot_metrics
 from .evaluation.scoring import Evaluator
 from .evaluation.sources import sample_run
 from .models import build_models
-from .objectives import CONSTRAINTS, OBJECTIVES
+from .objectives import CONSTRAINTS, OBJECTIVES, OPTIMIZERS
 from .plots import plot_training_curves
 from .priors import build_prior
 from .run import CHECKPOINT_NAME, METRICS_NAME
@@ -50,14 +50,6 @@ GENERATOR_STATS = ("loss_g", "g_grad_norm")
 STATS = CRITIC_STATS + GENERATOR_STATS
 GRID_NOISE_SEED_OFFSET = 10_007  # sample grids use their own noise, never the training RNG
 EVAL_NOISE_SEED_OFFSET = 20_011  # so do evaluation samples: the same draws at every evaluation
-
-
-OPTIMIZERS = {
-    # Fused: one kernel per step for all parameters instead of one per tensor.
-    "adam": lambda params, lr, cfg: torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=True),
-    # Arjovsky et al. (2017) train the clipped critic with RMSProp: momentum destabilised it.
-    "rmsprop": lambda params, lr, cfg: torch.optim.RMSprop(params, lr=lr),
-}
 
 
 class TrainingError(RuntimeError):
