@@ -23,15 +23,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
 
 import gradio
 import httpx
 import numpy as np
 import onnxruntime
 import typer
-from machine import cpu_name
 from gradio_client import Client
+from machine import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
@@ -57,9 +56,9 @@ def _connect(url: str, server: subprocess.Popen) -> Client:
 
 
 def main(
-    artifacts: Optional[Path] = typer.Option(None, help="folder of exported models [$GAN_ARTIFACTS or artifacts/]",
+    artifacts: Path | None = typer.Option(None, help="folder of exported models [$GAN_ARTIFACTS or artifacts/]",
                                              show_default=False),
-    model: Optional[str] = typer.Option(None, help="model name [the demo's default]", show_default=False),
+    model: str | None = typer.Option(None, help="model name [the demo's default]", show_default=False),
     requests: int = typer.Option(100, help="concurrent generate requests"),
     samples: int = typer.Option(64, help="images per request"),
     drs: float = typer.Option(0.2, help="DRS target rate (0 = off)"),

@@ -18,15 +18,14 @@ from pathlib import Path
 
 import torch
 import typer
+from machine import cpu_name  # noqa: E402  (bench/ is run as a script folder)
 
+from common.mnist import resolve_data_root
+from evaluation.scoring import Evaluator
 from training.config import resolve
-from training.data import resolve_data_root
-from training.evaluation.scoring import Evaluator
-from training.evaluation.sources import load_generator, sample_run
 from training.models import build_models
 from training.priors import build_prior
-
-from machine import cpu_name  # noqa: E402  (bench/ is run as a script folder)
+from training.sampling import load_generator, sample_run
 
 
 def untrained_generator(seed: int):

@@ -25,7 +25,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import onnxruntime
@@ -35,7 +34,7 @@ from machine import cpu_name
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from runtime.images import grid_png  # noqa: E402
+from common.images import grid_png  # noqa: E402
 from runtime.model import GanModel  # noqa: E402
 
 
@@ -106,7 +105,7 @@ def process_load(model: GanModel, processes: int, samples: int) -> dict:
 
 
 def main(
-    model: Optional[str] = typer.Option(None, help="model name under artifacts/ or a folder [the best shipped]",
+    model: str | None = typer.Option(None, help="model name under artifacts/ or a folder [the best shipped]",
                                         show_default=False),
     requests: int = typer.Option(100, help="concurrent requests on the shared model"),
     samples: int = typer.Option(64, help="images per request"),

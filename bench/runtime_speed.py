@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -40,7 +39,7 @@ EAGER_COLD_START = """
 import sys
 from pathlib import Path
 import torch
-from runtime.images import grid_png, unit_to_uint8
+from common.images import grid_png, unit_to_uint8
 from training.run import load_trained
 run = load_trained(Path(sys.argv[1]))
 with torch.inference_mode():
@@ -77,7 +76,7 @@ def best_rate(work, images: int, repeats: int) -> float:
 
 
 def runtime_worker(artifact: Path, repeats: int) -> dict:
-    from runtime.manifest import read_manifest
+    from common.manifest import read_manifest
     from runtime.model import GanModel
 
     model = GanModel(read_manifest(artifact), "cpu")
@@ -97,15 +96,15 @@ def eager_worker(run_dir: Path, artifact: Path, repeats: int) -> dict:
     import numpy as np
     import torch
 
+    from common.images import unit_to_uint8
+    from common.manifest import read_manifest
     from export.graphs import DrsHead
-    from runtime.images import unit_to_uint8
-    from runtime.manifest import read_manifest
     from training.run import load_trained
 
     run = load_trained(run_dir)
     generator, critic = run.generator, run.critic
-    calibration = read_manifest(artifact).data["drs"]
-    head = DrsHead(calibration["scale"], calibration["bias"], calibration["max_logit"], calibration["epsilon"])
+    calibration = read_manifest(artifact).drs
+    head = DrsHead(calibration.scale, calibration.bias, calibration.max_logit, calibration.epsilon)
     labels_count = max(generator.prior.num_labels, 1)
 
     def generate(n: int, batch: int, with_head: bool) -> None:
@@ -187,10 +186,10 @@ def compare(run_dir: Path, artifact: Path, scratch: Path, rounds: int, repeats: 
 
 def main(
     run_dir: Path = typer.Argument(..., help="a train-gan run folder"),
-    artifact: Optional[Path] = typer.Option(None, help="its export (else exported to a temporary folder)"),
+    artifact: Path | None = typer.Option(None, help="its export (else exported to a temporary folder)"),
     rounds: int = typer.Option(5, help="alternating runtime / eager rounds"),
     repeats: int = typer.Option(3, help="timed runs per measurement within a round (best is kept)"),
-    worker_side: Optional[str] = typer.Option(None, "--worker", hidden=True),
+    worker_side: str | None = typer.Option(None, "--worker", hidden=True),
 ) -> None:
     if worker_side == "runtime":
         typer.echo(json.dumps(runtime_worker(artifact, repeats)))
@@ -201,8 +200,8 @@ def main(
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         if artifact is None:
+            from common.mnist import resolve_data_root
             from export.artifact import export_run
-            from training.data import resolve_data_root
 
             artifact = Path(scratch) / "model"
             export_run(run_dir, "onnx", artifact, resolve_data_root(None))

@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from torchvision.datasets import MNIST
 
+from common.mnist import resolve_data_root
 from training.config import resolve
-from training.data import resolve_data_root
 from training.models import MLPCritic, MLPGenerator
 from training.objectives import gradient_penalty
 from training.trainer import Trainer

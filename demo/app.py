@@ -5,18 +5,16 @@ from __future__ import annotations
 import functools
 import html
 from pathlib import Path
-from typing import Optional
 
 import gradio as gr
 import typer
 from PIL import Image
 
-from runtime.clitools import UserError, run_app
-from runtime.manifest import ArtifactError
-from runtime.model import InvalidRequest
-from runtime.registry import ARTIFACTS_ENV
+from common.cli import run_app
+from common.errors import UserError
+from common.manifest import ARTIFACTS_ENV
 
-from .images import MAX_UPLOAD_PIXELS, ImageRejected, read_image_file, to_mnist
+from .images import MAX_UPLOAD_PIXELS, read_image_file, to_mnist
 from .service import ANY_DIGIT, BEST_DIGIT, DIGITS, MAX_SAMPLES, MAX_SEED, SPREAD_RANGE, DemoError, DemoModels
 
 DEFAULT_HOST = "127.0.0.1"
@@ -25,7 +23,6 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 QUEUE_SIZE = 100  # requests waiting beyond this are refused with "queue full" rather than piling up
 # Requests run at once; onnxruntime already spreads one request over the cores.
 CONCURRENCY = 2
-USER_ERRORS = (DemoError, ImageRejected, InvalidRequest, ArtifactError)
 # 28x28 digits are shown enlarged (the scored one 7x, over Gradio's own sizing): keep their pixels
 # sharp instead of blurring them.
 CSS = """
@@ -43,7 +40,7 @@ def _shown_to_user(handler):
     def wrapped(*args):
         try:
             return handler(*args)
-        except USER_ERRORS as error:
+        except UserError as error:
             raise gr.Error(html.escape(str(error), quote=False), print_exception=False) from None
     return wrapped
 
@@ -139,27 +136,26 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
             with gr.Row():
                 achieved = gr.Number(value=None, label="Achieved acceptance rate", interactive=False)
                 acceptance = gr.Markdown()
-        with gr.Tab("Score"):
-            with gr.Row():
-                with gr.Column():
-                    with gr.Tab("Draw"):
-                        sketch = gr.Sketchpad(label="Draw a digit (pick the brush on the left first)", type="pil",
-                                              format="png", canvas_size=(280, 280),
-                                              brush=gr.Brush(default_size=12, colors=["#000000"], color_mode="fixed"))
-                        score_drawing_button = gr.Button("Score the drawing", variant="primary")
-                    with gr.Tab("Upload"):
-                        upload = gr.File(label=f"PNG or JPEG, up to {MAX_UPLOAD_BYTES >> 20} MB and "
-                                               f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels",
-                                         file_types=[".png", ".jpg", ".jpeg"], type="filepath")
-                        score_upload_button = gr.Button("Score the upload", variant="primary")
-                    score_digit = score_digit_dropdown(default.conditional)
-                    score_rate = gr.Slider(0.01, 1, value=0.2, step=0.01, label="DRS target rate",
-                                           info="the rate at which the acceptance probability is computed")
-                with gr.Column():
-                    scored = gr.Image(label="What the model scores (28x28, light digit on black)", elem_id="scored",
-                                      interactive=False, format="png", height=224)
-                    verdict = gr.Markdown()
-                    details = gr.JSON(label="Scores")
+        with gr.Tab("Score"), gr.Row():
+            with gr.Column():
+                with gr.Tab("Draw"):
+                    sketch = gr.Sketchpad(label="Draw a digit (pick the brush on the left first)", type="pil",
+                                          format="png", canvas_size=(280, 280),
+                                          brush=gr.Brush(default_size=12, colors=["#000000"], color_mode="fixed"))
+                    score_drawing_button = gr.Button("Score the drawing", variant="primary")
+                with gr.Tab("Upload"):
+                    upload = gr.File(label=f"PNG or JPEG, up to {MAX_UPLOAD_BYTES >> 20} MB and "
+                                           f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels",
+                                     file_types=[".png", ".jpg", ".jpeg"], type="filepath")
+                    score_upload_button = gr.Button("Score the upload", variant="primary")
+                score_digit = score_digit_dropdown(default.conditional)
+                score_rate = gr.Slider(0.01, 1, value=0.2, step=0.01, label="DRS target rate",
+                                       info="the rate at which the acceptance probability is computed")
+            with gr.Column():
+                scored = gr.Image(label="What the model scores (28x28, light digit on black)", elem_id="scored",
+                                  interactive=False, format="png", height=224)
+                verdict = gr.Markdown()
+                details = gr.JSON(label="Scores")
         with gr.Tab("Model card"):
             gr.Markdown("Results of the shipped models under protocol P0 (FID, precision and recall on 10,000 "
                         "samples against the 10,000 MNIST test images), as recorded in their manifests.")
@@ -194,7 +190,7 @@ cli = typer.Typer(add_completion=False)
 def serve(
     host: str = typer.Option(DEFAULT_HOST, "--host", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(DEFAULT_PORT, "--port", help="TCP port"),
-    artifacts: Optional[Path] = typer.Option(None, "--artifacts", show_default=False,
+    artifacts: Path | None = typer.Option(None, "--artifacts", show_default=False,
                                              help=f"folder of exported models [${ARTIFACTS_ENV} or artifacts/]"),
 ) -> None:
     if not 1 <= port <= 65535:
@@ -208,4 +204,4 @@ def serve(
 
 
 def main() -> None:
-    run_app(cli, "gan-demo", user_errors=(ArtifactError,))
+    run_app(cli, "gan-demo")

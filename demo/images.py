@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from common.errors import UserError
+
 MAX_UPLOAD_PIXELS = 25_000_000  # e.g. 5000 x 5000; decoding stays under ~100 MB
 ACCEPTED_FORMATS = ("PNG", "JPEG")
 SIDE = 28  # MNIST images are 28x28
@@ -26,7 +28,7 @@ DIGIT_BOX = 20  # MNIST scales each digit into a 20x20 box, then centres it by m
 INK_THRESHOLD = 32  # pixels brighter than this (after inversion) are ink
 
 
-class ImageRejected(ValueError):
+class ImageRejected(UserError):
     """An upload the demo cannot turn into a digit; one-line message for the user."""
 
 

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from runtime.demo_support import CLASSIFIER_FOLDER, DigitClassifier
-from runtime.images import grid_png
-from runtime.manifest import P0_PROTOCOL, ArtifactError, Manifest, sampling_label
+from common.errors import UserError
+from common.images import grid_png
+from common.manifest import ARTIFACTS_ENV, P0_PROTOCOL, ArtifactError, Manifest, artifacts_root, sampling_label
+from common.validation import check_count, check_digit, check_rate, check_rate_or_off, check_seed, check_spread
+from runtime.classifier import CLASSIFIER_FOLDER, DigitClassifier
 from runtime.model import NUM_DIGITS, GanModel, ProposalLimitReached
-from runtime.registry import ARTIFACTS_ENV, artifacts_root, best_model, runnable, shipped_models
+from runtime.registry import best_model, runnable, shipped_models
 
 MAX_SAMPLES = 256
 # DRS draws proposals until enough are accepted; this bounds the work one request can ask for
@@ -32,32 +34,8 @@ GRID_SEED = 0
 GRID_COLUMNS = 10
 
 
-class DemoError(ValueError):
+class DemoError(UserError):
     """A request the demo refuses; one-line message for the page."""
-
-
-def whole_number(value, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise DemoError(f"{what} must be a whole number, got {value!r}")
-    if not low <= value <= high:
-        raise DemoError(f"{what} must be in {low}..{high:,}, got {int(value):,}")
-    return int(value)
-
-
-def number_in(value, what: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise DemoError(f"{what} must be a number in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
-def drs_rate(value, allow_off: bool) -> float | None:
-    """A target acceptance rate in (0, 1]; 0 means DRS off where `allow_off`."""
-    if allow_off and value == 0 and not isinstance(value, bool):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        off = " (0 = off)" if allow_off else ""
-        raise DemoError(f"the DRS target rate must be in (0, 1]{off}, got {value!r}")
-    return float(value)
 
 
 def digit_choice(value, model: GanModel, unset: str) -> int | None:
@@ -65,12 +43,13 @@ def digit_choice(value, model: GanModel, unset: str) -> int | None:
     if value is None or value == unset:
         return None
     text = str(value).strip()
-    if text not in DIGITS:
+    if not (text.isascii() and text.isdigit()):
         raise DemoError(f"digit must be {unset!r} or 0..9, got {value!r}")
+    digit = check_digit(int(text))
     if not model.conditional:
         raise DemoError(f"model {model.name} is unconditional ({model.manifest.summary()}): "
                         f"it takes no digit; choose {unset!r} or a conditional model")
-    return int(text)
+    return digit
 
 
 # What the model card shows of each P0 result: FID and improved precision/recall at k=3 and k=5.
@@ -132,15 +111,15 @@ class DemoModels:
         manifest = self.models[name].manifest
         fid = manifest.p0_fid()
         quality = f"P0 FID {fid:.2f}" if fid is not None else "no P0 result"
-        return f"{name} · {manifest.data['variant']}, prior {manifest.data['prior']['kind']} · {quality}"
+        return f"{name} · {manifest.variant}, prior {manifest.prior.kind} · {quality}"
 
     def describe(self, name: str) -> str:
         """Markdown: what the model is and its P0 results."""
         model = self.models[name]
         manifest = model.manifest
         lines = [f"**{name}**: {manifest.summary()}, latent dim {model.latent_dim}, "
-                 f"epochs trained: {manifest.data.get('training', {}).get('epochs_completed', 'not recorded')}."]
-        chosen = manifest.data.get("sampling", {}).get("chosen_by", {})
+                 f"epochs trained: {manifest.training.get('epochs_completed', 'not recorded')}."]
+        chosen = manifest.sampling.chosen_by if manifest.sampling else {}
         if "rule" in chosen and "reference" in chosen:
             lines.append(f"Default latent spread {manifest.default_spread:g}: {chosen['rule']}, against "
                          f"{chosen['reference']}.")
@@ -157,9 +136,9 @@ class DemoModels:
                    *(f"P0 {name}" for name in CARD_METRICS)]
         rows = []
         for name, model in self.models.items():
-            data = model.manifest.data
+            manifest = model.manifest
             labels = "digit" if model.conditional else f"K={model.num_components}" if model.num_components else "none"
-            facts = [name, data["variant"], data["architecture"], data["prior"]["kind"], labels]
+            facts = [name, manifest.variant, manifest.architecture, manifest.prior.kind, labels]
             for sampling, metrics in p0_rows(model.manifest) or [("—", {})]:
                 rows.append(facts + [sampling] + [metrics.get(metric, "—") for metric in CARD_METRICS])
         return headers, rows
@@ -179,11 +158,11 @@ class DemoModels:
     def generate(self, name, count, digit, rate, seed, spread) -> tuple[np.ndarray, float, str]:
         """(uint8 images [count, 28, 28], achieved acceptance rate, a sentence about the DRS run)."""
         model = self.model(name)
-        count = whole_number(count, "the number of samples", 1, MAX_SAMPLES)
+        count = check_count(count, "the number of samples", MAX_SAMPLES)
         chosen = digit_choice(digit, model, ANY_DIGIT)
-        rate = drs_rate(rate, allow_off=True)
-        seed = whole_number(seed, "the seed", 0, MAX_SEED)
-        spread = number_in(spread, "the latent spread", *SPREAD_RANGE)
+        rate = check_rate_or_off(rate, "the DRS target rate")
+        seed = check_seed(seed, "the seed", MAX_SEED)
+        spread = check_spread(spread, "the latent spread", SPREAD_RANGE)
         bound = min(MAX_PROPOSALS, math.ceil(10 * count / rate)) if rate is not None else None
         try:
             images, stats = model.generate(count, seed=seed, digit=chosen, drs_rate=rate, spread=spread,
@@ -201,7 +180,7 @@ class DemoModels:
         """Scores of one uint8 [28, 28] image under the model, and the classifier's reading if shipped."""
         model = self.model(name)
         chosen = digit_choice(digit, model, BEST_DIGIT)
-        rate = drs_rate(rate, allow_off=False)
+        rate = check_rate(rate, "the DRS target rate")
         scores = model.score(image[None], digit=chosen, drs_rate=rate)
         result = {
             "model": name,

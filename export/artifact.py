@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from runtime.manifest import MANIFEST_NAME, sha256_hex
-from training.data import load_holdout_set, load_mnist_uint8
+from common.manifest import MANIFEST_NAME, Manifest, sha256_hex
+from common.mnist import load_holdout_set, load_mnist_uint8
 from training.run import load_trained
 
 from .drs import MIN_BURN_IN, calibrate
 from .graphs import SERIALISERS, DrsHead, build_graphs, freeze_, share_common_weights
 from .intensity import MatchedGenerator, fit_tone_curve
-from .manifest import ExportError, graph_metadata, manifest_facts
+from .manifest import ExportError, build_manifest, graph_metadata
 
 
 def check_output_folder(out: Path, force: bool) -> None:
@@ -27,7 +27,7 @@ def check_output_folder(out: Path, force: bool) -> None:
 
 def export_run(run_dir: Path, graph_format: str, out: Path, data_root: Path, burn_in: int = MIN_BURN_IN,
                seed: int = 0, evaluation: list[dict] | None = None, force: bool = False,
-               raw_generator: bool = False, match_intensities: bool = False) -> dict:
+               raw_generator: bool = False, match_intensities: bool = False) -> Manifest:
     """Calibrate DRS on the run's held-out images, export both graphs, write `out`; returns the manifest.
 
     match_intensities: fit a tone curve to MNIST train's pixel values (export/intensity.py) and bake it
@@ -41,34 +41,34 @@ def export_run(run_dir: Path, graph_format: str, out: Path, data_root: Path, bur
     generator, critic = freeze_(trained.generator), freeze_(trained.critic)
     intensity_fit = None
     if match_intensities:
-        real_train = load_mnist_uint8(data_root, train=True)[0].numpy()
+        real_train = load_mnist_uint8(data_root, train=True)[0]
         curve, intensity_fit = fit_tone_curve(generator, real_train, trained.cfg.latent_dim, seed)
         generator = MatchedGenerator(generator, curve.eval())
     real_images, real_labels = load_holdout_set(data_root, trained.cfg.holdout)
     calibration = calibrate(generator, critic, real_images, real_labels, trained.cfg.latent_dim, burn_in, seed)
 
-    facts = manifest_facts(trained, calibration, graph_format, evaluation or [], intensity_fit)
+    manifest = build_manifest(trained, calibration, graph_format, evaluation or [], out, intensity_fit)
     head = DrsHead(calibration.scale, calibration.bias, calibration.max_logit, calibration.epsilon)
     serialise = SERIALISERS[graph_format]
     files = {
-        facts["graphs"][role]["file"]: serialise(graph, role, trained.cfg.latent_dim, graph_metadata(facts))
+        manifest.graph_file(role): serialise(graph, role, trained.cfg.latent_dim, graph_metadata(manifest))
         for role, graph in build_graphs(generator, critic, head).items()
     }
     if graph_format == "onnx":
         files = share_common_weights(files)
-    manifest = {**facts, "sha256": {name: sha256_hex(data) for name, data in files.items()}}
+    manifest = dataclasses.replace(manifest, sha256={name: sha256_hex(data) for name, data in files.items()})
     write_artifact(out, files, manifest, force)
     return manifest
 
 
-def write_artifact(out: Path, files: dict[str, bytes], manifest: dict, force: bool) -> None:
+def write_artifact(out: Path, files: dict[str, bytes], manifest: Manifest, force: bool) -> None:
     """Build the folder beside `out` and rename it into place, so `out` is never half-written."""
     check_output_folder(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; an artifact folder is for everyone to read
     try:
-        for name, data in {**files, MANIFEST_NAME: (json.dumps(manifest, indent=2) + "\n").encode()}.items():
+        for name, data in {**files, MANIFEST_NAME: manifest.to_text().encode()}.items():
             with open(staging / name, "wb") as handle:
                 handle.write(data)
                 handle.flush()

@@ -1,25 +1,26 @@
-"""`export-gan RUN_DIR --format onnx|torchscript [--out artifacts/NAME]`: calibrate DRS and export a run."""
+"""`export-gan RUN_DIR`: calibrate DRS on a run's held-out images and export its graphs with their manifest."""
 
 from __future__ import annotations
 
+import functools
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from runtime.clitools import UserError, run_app
-from runtime.registry import ARTIFACTS_ENV, artifacts_root
-from training.checkpoint import CheckpointError
-from training.config import ConfigError
-from training.data import DATA_ROOT_ENV, DataError, resolve_data_root
+from common.cli import run_app, validated
+from common.errors import UserError
+from common.manifest import ARTIFACTS_ENV, artifacts_root
+from common.mnist import DATA_ROOT_ENV, resolve_data_root
+from common.validation import check_seed, check_whole
 
 from .artifact import export_run
 from .drs import MIN_BURN_IN
-from .manifest import ExportError, read_evaluation
+from .manifest import read_evaluation
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(add_completion=False)
 
 
 class GraphFormat(str, Enum):
@@ -33,41 +34,46 @@ def default_output(run_dir: Path, graph_format: str) -> Path:
     return artifacts_root() / f"{Path(run_dir).resolve().name}{suffix}"
 
 
-@app.command(name="export-gan", help=__doc__)
+@app.command(name="export-gan", epilog="Examples: export-gan runs/wgan_gp_cond_mlp_seed0;  "
+                                       "export-gan runs/wgan_gp_mlp_seed0 --format torchscript --out /tmp/wgan_gp_ts")
 def export_command(
-    run_dir: Path = typer.Argument(..., help="a train-gan run folder (config.json + checkpoint.safetensors)"),
-    graph_format: GraphFormat = typer.Option(GraphFormat.onnx, "--format", help="graph format"),
-    out: Optional[Path] = typer.Option(None, "--out", help=f"artifact folder [${ARTIFACTS_ENV} or artifacts/]/RUN_NAME",
-                                       show_default=False),
-    force: bool = typer.Option(False, "--force", help="replace an existing artifact folder"),
-    burn_in: int = typer.Option(MIN_BURN_IN, "--burn-in", help=f"generated samples for D~_M and gamma (>= {MIN_BURN_IN})"),
-    seed: int = typer.Option(0, "--seed", help="seed of the calibration and burn-in samples"),
-    evaluation: Optional[Path] = typer.Option(None, "--evaluation", show_default=False,
-                                              help="evaluation records to store, as `eval-gan score --json` writes them"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]",
-                                             show_default=False),
-    raw_generator: bool = typer.Option(False, "--raw-generator", help="export the trained generator itself, not "
-                                       "the run's EMA of it (an EMA lags a generator that still improves fast)"),
-    match_intensities: bool = typer.Option(False, "--match-intensities", help="bake in a tone curve that gives the "
-                                           "samples MNIST train's pixel-value histogram (clean background, "
-                                           "saturated strokes); fitted on train data only"),
+    run_dir: Annotated[Path, typer.Argument(help="a train-gan run folder (config.json + checkpoint.safetensors)")],
+    graph_format: Annotated[GraphFormat, typer.Option("--format", help="graph format")] = GraphFormat.onnx,
+    out: Annotated[Optional[Path], typer.Option("--out", show_default=False,
+                                                help=f"artifact folder [${ARTIFACTS_ENV} or artifacts/]/RUN_NAME")]
+    = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing artifact folder")] = False,
+    burn_in: Annotated[int, typer.Option("--burn-in", callback=validated(functools.partial(check_whole, low=MIN_BURN_IN),
+                                                                          "--burn-in"),
+                                         help="generated samples for D~_M and gamma (D~_M is a maximum over at "
+                                         f"least {MIN_BURN_IN:,} samples)")] = MIN_BURN_IN,
+    seed: Annotated[int, typer.Option("--seed", callback=validated(check_seed, "--seed"),
+                                      help="seed of the calibration and burn-in samples")] = 0,
+    evaluation: Annotated[Optional[Path], typer.Option("--evaluation", show_default=False, help="evaluation records "
+                                                       "to store, as `eval-gan score --json` writes them")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", show_default=False,
+                                                      help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")] = None,
+    raw_generator: Annotated[bool, typer.Option("--raw-generator", help="export the trained generator itself, not "
+                                                "the run's EMA of it (an EMA lags a generator that still improves "
+                                                "fast)")] = False,
+    match_intensities: Annotated[bool, typer.Option("--match-intensities", help="bake in a tone curve that gives the "
+                                                    "samples MNIST train's pixel-value histogram (clean background, "
+                                                    "saturated strokes); fitted on train data only")] = False,
 ) -> None:
-    if burn_in < MIN_BURN_IN:
-        raise UserError(f"--burn-in must be >= {MIN_BURN_IN} (D~_M is a maximum over at least 10k samples), got {burn_in}")
+    """Calibrate DRS on a run's held-out images and export its generator and critic graphs with their manifest."""
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.json)")
     results = read_evaluation(evaluation) if evaluation is not None else []
     target = out if out is not None else default_output(run_dir, graph_format.value)
-    manifest = export_run(run_dir, graph_format.value, target, resolve_data_root(data_root), burn_in, seed, results, force,
-                          raw_generator, match_intensities)
-    drs = manifest["drs"]
+    manifest = export_run(run_dir, graph_format.value, target, resolve_data_root(data_root), burn_in, seed, results,
+                          force, raw_generator, match_intensities)
     typer.echo(json.dumps({
         "out": str(target),
-        "files": sorted(manifest["sha256"]),
-        "drs_max_logit": drs["max_logit"],
-        "drs_calibration": drs["fit"],
+        "files": sorted(manifest.sha256),
+        "drs_max_logit": manifest.drs.max_logit,
+        "drs_calibration": manifest.drs.fit,
     }))
 
 
 def main() -> None:
-    run_app(app, "export-gan", user_errors=(ExportError, ConfigError, DataError, CheckpointError))
+    run_app(app, "export-gan")

@@ -11,14 +11,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.drs import EPSILON, RATE_GRID, drs_f, gamma_table
+from common.manifest import DrsCalibration
+from common.drs import EPSILON, RATE_GRID, drs_f, gamma_table
 from training.data import to_signed_unit
 from training.models import GeneratorBundle
 from training.priors import NUM_DIGITS
@@ -27,22 +26,7 @@ MIN_BURN_IN = 10_000  # SPEC: D~_M over a burn-in of at least 10k samples
 # A little L2 on the standardised slope keeps the fit finite when real and fake separate perfectly.
 HEAD_L2 = 1e-4
 _BATCH = 1000
-
-
-@dataclass
-class Calibration:
-    scale: float  # D~ = scale * critic score + bias
-    bias: float
-    max_logit: float  # D~_M
-    epsilon: float
-    burn_in: int
-    rates: list[float]
-    gamma: list[float]
-    gamma_by_digit: list[list[float]] | None
-    fit: dict  # how well the head separates the calibration sets
-
-    def to_manifest(self) -> dict:
-        return asdict(self)
+HEAD = "logit = scale * raw critic score + bias (BCE fit, frozen critic)"  # what the manifest says the head is
 
 
 @torch.no_grad()
@@ -108,14 +92,14 @@ def fit_logistic_head(real_scores: np.ndarray, fake_scores: np.ndarray) -> tuple
     return scale, bias, fit
 
 
-def calibrate(generator: GeneratorBundle, critic: nn.Module, real_images: torch.Tensor, real_labels: torch.Tensor,
-              latent_dim: int, burn_in: int = MIN_BURN_IN, seed: int = 0) -> Calibration:
+def calibrate(generator: GeneratorBundle, critic: nn.Module, real_images: np.ndarray, real_labels: np.ndarray,
+              latent_dim: int, burn_in: int = MIN_BURN_IN, seed: int = 0) -> DrsCalibration:
     """Fit the head, estimate D~_M and solve the gamma tables. `critic` must already be frozen.
 
     real_images: uint8 [N, 28, 28] held-out MNIST train images; real_labels: their digits.
     """
     rng = torch.Generator().manual_seed(seed)
-    real_scores = critic_scores(critic, to_signed_unit(real_images), real_labels.long())
+    real_scores = critic_scores(critic, to_signed_unit(real_images), torch.from_numpy(real_labels).long())
     fake_scores, _ = generated_scores(generator, critic, len(real_images), rng, latent_dim)
     scale, bias, fit = fit_logistic_head(real_scores, fake_scores)
 
@@ -126,4 +110,4 @@ def calibrate(generator: GeneratorBundle, critic: nn.Module, real_images: torch.
     by_digit = None
     if generator.prior.labels_are_digits:
         by_digit = [gamma_table(f[burn_labels == digit]) for digit in range(NUM_DIGITS)]
-    return Calibration(scale, bias, max_logit, EPSILON, burn_in, list(RATE_GRID), gamma_table(f), by_digit, fit)
+    return DrsCalibration(HEAD, scale, bias, max_logit, EPSILON, burn_in, list(RATE_GRID), gamma_table(f), by_digit, fit)

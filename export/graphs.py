@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from runtime.drs import EPSILON
-from runtime.manifest import GRAPH_IO, SHARED_WEIGHTS_NAME
+from common.drs import EPSILON
+from common.manifest import GRAPH_IO, SHARED_WEIGHTS_NAME
 from training.models import IMAGE_SHAPE, GeneratorBundle, converge_spectral_norms
 
 OPSET = 18  # onnxruntime >= 1.24 (the runtime's floor in pyproject.toml) runs opset 18 to 20

@@ -14,14 +14,14 @@ from pathlib import Path
 import onnx
 import torch
 
-from runtime.manifest import ARTIFACT_KIND, FORMAT_VERSION, GRAPH_EXTENSIONS, P0_PROTOCOL
+from common.errors import UserError
+from common.manifest import GRAPH_EXTENSIONS, P0_PROTOCOL, DrsCalibration, GraphInfo, Manifest, PriorInfo
 from training.run import TrainedRun, training_cost
 
-from .drs import Calibration
 from .graphs import OPSET
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """Bad export input (existing output, no held-out images, bad evaluation file); one-line message."""
 
 
@@ -41,61 +41,58 @@ def _label_meaning(trained: TrainedRun) -> str:
     return "ignored (any int64)"
 
 
-def graph_descriptions(trained: TrainedRun, graph_format: str) -> dict:
+def graph_descriptions(trained: TrainedRun, graph_format: str) -> dict[str, GraphInfo]:
     label = f"int64 [N]: {_label_meaning(trained)}"
     calibrated = "float32 [N]: calibrated DRS logit D~(x) (sigmoid = probability of a real digit)"
     f = "float32 [N]: DRS F(x) with the stored D~_M; accept with probability sigmoid(F - gamma)"
     ext = GRAPH_EXTENSIONS[graph_format]
     return {
-        "generator": {
-            "file": f"generator{ext}",
-            "inputs": {"eps": f"float32 [N, {trained.cfg.latent_dim}]: standard normal noise", "label": label},
-            "outputs": {"image": "float32 [N, 1, 28, 28] in [0, 1]", "logit": calibrated, "F": f},
-        },
-        "critic": {
-            "file": f"critic{ext}",
-            "inputs": {"image": "float32 [N, 1, 28, 28] in [0, 1]", "label": label},
-            "outputs": {"logit": calibrated, "F": f},
-        },
+        "generator": GraphInfo(
+            f"generator{ext}",
+            {"eps": f"float32 [N, {trained.cfg.latent_dim}]: standard normal noise", "label": label},
+            {"image": "float32 [N, 1, 28, 28] in [0, 1]", "logit": calibrated, "F": f},
+        ),
+        "critic": GraphInfo(
+            f"critic{ext}",
+            {"image": "float32 [N, 1, 28, 28] in [0, 1]", "label": label},
+            {"logit": calibrated, "F": f},
+        ),
     }
 
 
-def manifest_facts(trained: TrainedRun, calibration: Calibration, graph_format: str, evaluation: list[dict],
-                   intensity_matching: dict | None = None) -> dict:
-    """Everything manifest.json says except the graphs' sha256; `intensity_matching` is the tone curve's fit, if any."""
+def build_manifest(trained: TrainedRun, calibration: DrsCalibration, graph_format: str, evaluation: list[dict],
+                   out: Path, intensity_matching: dict | None = None) -> Manifest:
+    """The exported model's manifest, without the sha256 of its files (the graphs are made from it first);
+    `intensity_matching` is the tone curve's fit, if any."""
     cfg, prior = trained.cfg, trained.generator.prior
     producers = {"torch": torch.__version__, "mnist-latent-gan": _version("mnist-latent-gan")}
     if graph_format == "onnx":
         producers.update({"onnx": onnx.__version__, "onnxscript": _version("onnxscript")})
-    return {
-        "artifact": ARTIFACT_KIND,
-        "format_version": FORMAT_VERSION,
-        "variant": cfg.variant,
-        "architecture": cfg.architecture,
-        "graph_format": graph_format,
-        "latent_dim": cfg.latent_dim,
-        "conditional": bool(prior.labels_are_digits),
-        "prior": {
-            "kind": prior.kind,
-            "num_labels": prior.num_labels,
-            "label_weights": [round(w, 9) for w in prior.label_weights().tolist()] if prior.num_labels else [],
-            "label": _label_meaning(trained),
-        },
-        "graphs": graph_descriptions(trained, graph_format),
-        "intensity_matching": intensity_matching,
-        "drs": {"head": "logit = scale * raw critic score + bias (BCE fit, frozen critic)", **calibration.to_manifest()},
-        "evaluation": evaluation,
-        "opset": OPSET if graph_format == "onnx" else None,
-        "producers": producers,
-        "training": {"config": cfg.to_dict(), "epochs_completed": trained.epoch, "run_dir": str(trained.run_dir),
-                     "generator_weights": trained.generator_weights,
-                     **training_cost(trained.run_dir, trained.epoch)},
-    }
+    weights = [round(w, 9) for w in prior.label_weights().tolist()] if prior.num_labels else []
+    return Manifest(
+        folder=Path(out),
+        variant=cfg.variant,
+        architecture=cfg.architecture,
+        graph_format=graph_format,
+        latent_dim=cfg.latent_dim,
+        conditional=bool(prior.labels_are_digits),
+        prior=PriorInfo(prior.kind, prior.num_labels, weights, _label_meaning(trained)),
+        graphs=graph_descriptions(trained, graph_format),
+        intensity_matching=intensity_matching,
+        drs=calibration,
+        evaluation=evaluation,
+        opset=OPSET if graph_format == "onnx" else None,
+        producers=producers,
+        training={"config": cfg.to_dict(), "epochs_completed": trained.epoch, "run_dir": str(trained.run_dir),
+                  "generator_weights": trained.generator_weights, **training_cost(trained.run_dir, trained.epoch)},
+        sha256={},
+    )
 
 
-def graph_metadata(facts: dict) -> dict[str, str]:
-    """What the graphs carry about themselves; evaluations are left out since they are recorded later."""
-    return {key: json.dumps(value) for key, value in facts.items() if key != "evaluation"}
+def graph_metadata(manifest: Manifest) -> dict[str, str]:
+    """What the graphs carry about themselves, each top-level key as a JSON string; evaluations (recorded later)
+    and the files' sha256 (which a graph cannot hold about itself) are left out."""
+    return {key: json.dumps(value) for key, value in manifest.to_json().items() if key not in ("evaluation", "sha256")}
 
 
 def read_evaluation(path: Path) -> list[dict]:

@@ -10,20 +10,23 @@ import shutil
 import tempfile
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
 from PIL import Image, UnidentifiedImageError
 
-from .clitools import UserError, run_app
-from .fsutil import atomic_write_bytes
-from .images import grid_png, png_bytes
-from .manifest import DEFAULT_SPREAD, ArtifactError, read_manifest
-from .model import DEFAULT_BATCH_SIZE, GanModel, InvalidRequest
+from common.cli import run_app, validated
+from common.errors import UserError
+from common.files import atomic_write_bytes
+from common.images import grid_png, png_bytes
+from common.manifest import DEFAULT_SPREAD, read_manifest
+from common.validation import check_count, check_digit, check_rate, check_seed, check_spread
+
+from .model import DEFAULT_BATCH_SIZE, GanModel
 from .registry import ARTIFACTS_ENV, artifacts_root, best_model, locate, runnable, shipped_models
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
 
 class Device(str, Enum):
@@ -35,18 +38,25 @@ class Device(str, Enum):
 # The images of one command are held in memory (784 bytes each, plus their noise while generated).
 MAX_IMAGES = 1_000_000
 MODEL_HELP = f"model name under artifacts/ (${ARTIFACTS_ENV}) or a model folder; default: the best shipped"
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)]
+DeviceOption = Annotated[Device, typer.Option("--device", help="onnxruntime provider: CUDA when available")]
 
 
-def _open_model(model: Optional[str], device: Device) -> GanModel:
+def check_images(count: int, what: str) -> int:
+    """How many images one command may make: they are held in memory."""
+    return check_count(count, what, MAX_IMAGES)
+
+
+def _open_model(model: str | None, device: Device) -> GanModel:
     folder, note = locate(model)
     if note:
         typer.echo(f"gan-runtime: note: {note}", err=True)
     return GanModel(read_manifest(folder), device.value)
 
 
-def _require_digit_support(model: GanModel, digit: Optional[int]) -> None:
+def _require_digit_support(model: GanModel, digit: int | None) -> None:
     if digit is not None and not model.conditional:
-        takers = [m.name for m in runnable(shipped_models()) if m.manifest.conditional]
+        takers = [m.name for m in runnable(shipped_models()) if m.readable.conditional]
         raise UserError(f"model {model.name} is unconditional ({model.manifest.summary()}): it takes no --digit; "
                         f"models that take --digit: {', '.join(takers) if takers else f'none in {artifacts_root()}'}")
 
@@ -75,26 +85,37 @@ def _write_png_folder(folder: Path, images: np.ndarray) -> None:
         raise
 
 
-@app.command(help="Generate digits: a grid PNG (default grid.png), one PNG per image, or a .npy array.")
+@app.command(epilog="Examples: gan-runtime sample --digit 3 --drs 0.2 --out threes.png;  "
+                     "gan-runtime sample --model wgan_gp_mlp --n 1000 --out-dir digits/")
 def sample(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP, show_default=False),
-    digit: Optional[int] = typer.Option(None, "--digit", "-d", help="digit 0..9 (conditional models)",
-                                        show_default=False),
-    n: int = typer.Option(100, "--n", "-n", help="number of images"),
-    drs: Optional[float] = typer.Option(None, "--drs", help="discriminator rejection sampling: target acceptance "
-                                        "rate in (0, 1], e.g. 0.2", show_default=False),
-    seed: int = typer.Option(0, "--seed", "-s", help="noise seed (same seed, same images)"),
-    spread: Optional[float] = typer.Option(None, "--spread", show_default=False,
-                                           help="noise scale: < 1 typical digits, > 1 more varied ones "
-                                           "[the model's default: its manifest's sampling.spread, else 1]"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="grid PNG [grid.png]", show_default=False),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="folder for one PNG per image", show_default=False),
-    npy: Optional[Path] = typer.Option(None, "--npy", help="uint8 array [N, 28, 28] (.npy)", show_default=False),
-    device: Device = typer.Option(Device.auto, "--device", help="onnxruntime provider: CUDA when available"),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="images per graph run (DRS proposal round)"),
-    max_proposals: Optional[int] = typer.Option(None, "--max-proposals", show_default=False,
-                                                help="DRS gives up past this many proposals [10 x N / RATE]"),
+    model: ModelOption = None,
+    digit: Annotated[int | None, typer.Option("--digit", "-d", callback=validated(check_digit, "--digit"),
+                                                 show_default=False, help="digit 0..9 (conditional models)")] = None,
+    n: Annotated[int, typer.Option("--n", "-n", callback=validated(check_images, "--n"),
+                                   help="number of images")] = 100,
+    drs: Annotated[float | None, typer.Option("--drs", callback=validated(check_rate, "--drs"), show_default=False,
+                                                 help="discriminator rejection sampling: target acceptance rate in "
+                                                 "(0, 1], e.g. 0.2")] = None,
+    seed: Annotated[int, typer.Option("--seed", "-s", callback=validated(check_seed, "--seed"),
+                                      help="noise seed (same seed, same images)")] = 0,
+    spread: Annotated[float | None, typer.Option("--spread", callback=validated(check_spread, "--spread"),
+                                                    show_default=False, help="noise scale: < 1 typical digits, > 1 "
+                                                    "more varied ones [the model's default: its manifest's "
+                                                    "sampling.spread, else 1]")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False, help="grid PNG [grid.png]")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", show_default=False,
+                                                    help="folder for one PNG per image")] = None,
+    npy: Annotated[Path | None, typer.Option("--npy", show_default=False,
+                                                help="uint8 array [N, 28, 28] (.npy)")] = None,
+    device: DeviceOption = Device.auto,
+    batch_size: Annotated[int, typer.Option("--batch-size", callback=validated(check_count, "--batch-size"),
+                                            help="images per graph run (DRS proposal round)")] = DEFAULT_BATCH_SIZE,
+    max_proposals: Annotated[int | None, typer.Option("--max-proposals", show_default=False,
+                                                         callback=validated(check_count, "--max-proposals"),
+                                                         help="DRS gives up past this many proposals "
+                                                         "[10 x N / RATE]")] = None,
 ) -> None:
+    """Generate digits: a grid PNG (default grid.png), one PNG per image, or a .npy array."""
     chosen = [flag for flag, value in (("--out", out), ("--out-dir", out_dir), ("--npy", npy)) if value is not None]
     if len(chosen) > 1:
         raise UserError(f"choose one output: {' or '.join(chosen)}")
@@ -104,19 +125,9 @@ def sample(
         if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
             raise UserError(f"{out_dir} exists and is not an empty folder; choose a new one "
                             "(mixing two runs' images would corrupt the set)")
-    else:
-        out = Path("grid.png") if out is None and npy is None else out
-        _check_output_file(out if out is not None else npy)
-    if n < 1:
-        raise UserError(f"--n must be >= 1, got {n}")
-    if n > MAX_IMAGES:
-        raise UserError(f"--n must be <= {MAX_IMAGES:,} (the images are held in memory), got {n:,}")
-    if seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
-    if drs is not None and not 0 < drs <= 1:
-        raise UserError(f"--drs must be a target acceptance rate in (0, 1], got {drs}")
-    if digit is not None and not 0 <= digit <= 9:
-        raise UserError(f"--digit must be in 0..9, got {digit}")
+    file_target = npy if npy is not None else out if out is not None else Path("grid.png")
+    if out_dir is None:
+        _check_output_file(file_target)
 
     gan = _open_model(model, device)
     _require_digit_support(gan, digit)
@@ -132,8 +143,8 @@ def sample(
         atomic_write_bytes(npy, buffer.getbuffer())  # a view: no second copy of the array
         target = str(npy)
     else:
-        atomic_write_bytes(out, grid_png(images, rows=max(1, math.isqrt(n))))
-        target = str(out)
+        atomic_write_bytes(file_target, grid_png(images, rows=max(1, math.isqrt(n))))
+        target = str(file_target)
     what = f"digit {digit}" if digit is not None else "digits drawn uniformly" if gan.conditional else "unconditional"
     typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed}, spread {spread:g})")
     if drs is not None:
@@ -156,19 +167,18 @@ def _read_image(path: Path) -> np.ndarray:
         raise UserError(f"{path} is not an image Pillow can read") from None
 
 
-@app.command(help="Calibrated realness (probability of a real MNIST digit) and DRS acceptance per image.")
+@app.command(epilog="Examples: gan-runtime score my_digit.png;  gan-runtime score *.png --digit 7 --drs 0.5")
 def score(
-    images: List[Path] = typer.Argument(..., help="28x28 greyscale images (white digit on black, as MNIST)"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP, show_default=False),
-    digit: Optional[int] = typer.Option(None, "--digit", "-d", show_default=False,
-                                        help="score as this digit (conditional models); default: the best digit"),
-    drs: float = typer.Option(0.2, "--drs", help="DRS target rate for the acceptance probability"),
-    device: Device = typer.Option(Device.auto, "--device", help="onnxruntime provider"),
+    images: Annotated[list[Path], typer.Argument(help="28x28 greyscale images (white digit on black, as MNIST)")],
+    model: ModelOption = None,
+    digit: Annotated[int | None, typer.Option("--digit", "-d", callback=validated(check_digit, "--digit"),
+                                                 show_default=False, help="score as this digit (conditional "
+                                                 "models); default: the best digit")] = None,
+    drs: Annotated[float, typer.Option("--drs", callback=validated(check_rate, "--drs"),
+                                       help="DRS target rate for the acceptance probability")] = 0.2,
+    device: DeviceOption = Device.auto,
 ) -> None:
-    if not 0 < drs <= 1:
-        raise UserError(f"--drs must be a target acceptance rate in (0, 1], got {drs}")
-    if digit is not None and not 0 <= digit <= 9:
-        raise UserError(f"--digit must be in 0..9, got {digit}")
+    """Calibrated realness (probability of a real MNIST digit) and DRS acceptance per image."""
     pixels = np.stack([_read_image(path) for path in images])
     gan = _open_model(model, device)
     _require_digit_support(gan, digit)
@@ -181,8 +191,9 @@ def score(
                    f"{scores.acceptance[index]:.4f}")
 
 
-@app.command(name="list", help="The shipped models (* = the default).")
+@app.command(name="list", epilog="Example: gan-runtime list")
 def list_models() -> None:
+    """The shipped models (* = the default)."""
     models = shipped_models()
     if not models:
         typer.echo(f"no models in {artifacts_root()} (export one with `export-gan RUN_DIR`)")
@@ -201,13 +212,14 @@ def list_models() -> None:
         typer.echo(f"{mark} {entry.name:<{width}}  {entry.manifest.summary()}, {entry.manifest.graph_format}, {quality}")
 
 
-@app.command(help="A model's manifest (JSON), after checking its files against their sha256.")
-def info(model: Optional[str] = typer.Argument(None, help=MODEL_HELP, show_default=False)) -> None:
+@app.command(epilog="Examples: gan-runtime info;  gan-runtime info wgan_gp_cond_mlp")
+def info(model: Annotated[str | None, typer.Argument(help=MODEL_HELP, show_default=False)] = None) -> None:
+    """A model's manifest (JSON), after checking its files against their sha256."""
     folder, _ = locate(model)
     manifest = read_manifest(folder)
     manifest.verify()
-    typer.echo(json.dumps({"name": manifest.name, "folder": str(folder), **manifest.data}, indent=2))
+    typer.echo(json.dumps({"name": manifest.name, "folder": str(folder), **manifest.to_json()}, indent=2))
 
 
 def main() -> None:
-    run_app(app, "gan-runtime", user_errors=(ArtifactError, InvalidRequest))
+    run_app(app, "gan-runtime")

@@ -14,29 +14,34 @@ from __future__ import annotations
 
 import functools
 import math
-from numbers import Integral
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from .drs import acceptance_probability, drs_f, interpolate_gamma, sigmoid
-from .images import unit_to_uint8
-from .manifest import ArtifactError, Manifest, read_manifest
+from common.drs import acceptance_probability, drs_f, interpolate_gamma, sigmoid
+from common.images import unit_to_uint8
+from common.manifest import ArtifactError, Manifest, read_manifest
+from common.validation import (
+    NUM_DIGITS,
+    InvalidRequest,
+    check_count,
+    check_digit,
+    check_rate,
+    check_seed,
+    check_spread,
+    check_whole,
+)
+
 from .registry import locate
 
-NUM_DIGITS = 10
 DEVICES = ("auto", "cpu", "cuda")
 # Images per graph run: on 2 cores 256 runs as fast as 1024 (see bench/runtime_speed.py) and keeps
 # a 10,000-image run under ~150 MB of peak memory.
 DEFAULT_BATCH_SIZE = 256
 # Without an explicit bound, DRS gives up after this many times the proposals the target rate needs.
 PROPOSAL_BOUND_FACTOR = 10
-
-
-class InvalidRequest(Exception):
-    """A request the model cannot serve (bad digit, rate, count, device...); one-line message."""
 
 
 class ProposalLimitReached(InvalidRequest):
@@ -78,11 +83,6 @@ def _providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _check_rate(rate: float) -> None:
-    if not (isinstance(rate, (int, float)) and 0.0 < rate <= 1.0):
-        raise InvalidRequest(f"DRS rate must be in (0, 1] (a target acceptance rate), got {rate}")
-
-
 class GanModel:
     """An exported model folder with lazily created onnxruntime sessions (generator, critic)."""
 
@@ -95,7 +95,7 @@ class GanModel:
         self._sessions: dict[str, ort.InferenceSession] = {}
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str = "auto") -> "GanModel":
+    def load(cls, model: str | Path | None = None, device: str = "auto") -> GanModel:
         """`model`: a name under artifacts/ ($GAN_ARTIFACTS), a model folder, or None for the best shipped."""
         folder, _ = locate(model)
         return cls(read_manifest(folder), device)
@@ -147,17 +147,10 @@ class GanModel:
             model's default (`default_spread`: its manifest's, chosen on held-out data, else 1).
         max_proposals: DRS gives up past this many proposals [10 x n / drs_rate].
         """
-        if not (isinstance(n, Integral) and n >= 1):
-            raise InvalidRequest(f"the number of images must be >= 1, got {n}")
-        if not (isinstance(seed, Integral) and seed >= 0):
-            raise InvalidRequest(f"the seed must be a whole number >= 0, got {seed!r}")
-        spread = self.default_spread if spread is None else spread
-        if not (isinstance(spread, (int, float)) and 0 < spread < math.inf):
-            raise InvalidRequest(f"spread must be a finite number > 0, got {spread!r}")
-        if not (isinstance(batch_size, Integral) and batch_size >= 1):
-            raise InvalidRequest(f"batch size must be >= 1, got {batch_size}")
-        rate = 1.0 if drs_rate is None else drs_rate
-        _check_rate(rate)
+        n, seed = check_count(n), check_seed(seed)
+        spread = check_spread(self.default_spread if spread is None else spread)
+        batch_size = check_count(batch_size, "batch size")
+        rate = 1.0 if drs_rate is None else check_rate(drs_rate)
         self._check_label_choice(digit, component)
         rng = np.random.default_rng(seed)
         if rate == 1.0:
@@ -168,8 +161,7 @@ class GanModel:
             stats = GenerationStats(n, n, n, 1.0, self.manifest.drs.max_logit, float(logits.mean()), math.nan, labels)
             return images, stats
         bound = max_proposals if max_proposals is not None else math.ceil(PROPOSAL_BOUND_FACTOR * n / rate)
-        if not (isinstance(bound, Integral) and bound >= 1):
-            raise InvalidRequest(f"the bound on proposals must be >= 1, got {bound}")
+        bound = check_count(bound, "the bound on proposals")
         return self._rejection_sample(rng, n, digit, component, rate, spread, batch_size, bound)
 
     def _rejection_sample(self, rng, n, digit, component, rate, spread, batch_size, bound):
@@ -226,8 +218,7 @@ class GanModel:
 
     def _check_label_choice(self, digit: int | None, component: int | None) -> None:
         if digit is not None:
-            if not (isinstance(digit, Integral) and 0 <= digit < NUM_DIGITS):
-                raise InvalidRequest(f"digit must be in 0..9, got {digit}")
+            check_digit(digit)
             if not self.conditional:
                 raise InvalidRequest(f"model {self.name} is unconditional ({self.manifest.summary()}): "
                                      "it takes no digit")
@@ -235,8 +226,7 @@ class GanModel:
             if not self.num_components:
                 raise InvalidRequest(f"model {self.name} has no mixture components to choose from "
                                      f"({self.manifest.summary()})")
-            if not (isinstance(component, Integral) and 0 <= component < self.num_components):
-                raise InvalidRequest(f"component must be in 0..{self.num_components - 1}, got {component}")
+            check_whole(component, "component", 0, self.num_components - 1)
 
     def _draw_labels(self, rng: np.random.Generator, n: int, digit: int | None, component: int | None) -> np.ndarray:
         chosen = digit if digit is not None else component
@@ -277,7 +267,7 @@ class GanModel:
         digit: conditional models only; without it each image is scored under every digit and
             the best digit is reported.
         """
-        _check_rate(drs_rate)
+        check_rate(drs_rate)
         self._check_label_choice(digit, None)
         unit = _as_unit_images(images)
         session = self._session("critic")

@@ -10,16 +10,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import MANIFEST_NAME, ArtifactError, Manifest, NotAGanExport, read_manifest
-
-ARTIFACTS_ENV = "GAN_ARTIFACTS"
-
-
-def artifacts_root() -> Path:
-    """$GAN_ARTIFACTS, else the repository's artifacts/ folder (beside this package)."""
-    if os.environ.get(ARTIFACTS_ENV):
-        return Path(os.environ[ARTIFACTS_ENV])
-    return Path(__file__).resolve().parents[1] / "artifacts"
+from common.manifest import (
+    ARTIFACTS_ENV,
+    MANIFEST_NAME,
+    ArtifactError,
+    Manifest,
+    NotAGanExport,
+    artifacts_root,
+    read_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,13 @@ class ShippedModel:
     folder: Path
     manifest: Manifest | None  # None when the manifest cannot be read
     problem: str | None = None  # why, in that case
+
+    @property
+    def readable(self) -> Manifest:
+        """The manifest of a model `runnable` returned (one that could be read)."""
+        if self.manifest is None:
+            raise ArtifactError(self.problem or f"model {self.name}: its manifest cannot be read")
+        return self.manifest
 
 
 def shipped_models(root: Path | None = None) -> list[ShippedModel]:
@@ -57,7 +63,7 @@ def best_model(models: list[ShippedModel]) -> tuple[ShippedModel, str | None]:
     if not candidates:
         raise ArtifactError(f"no models in {artifacts_root()}; export one with `export-gan RUN_DIR` "
                             f"or pass --model PATH (set ${ARTIFACTS_ENV} to look elsewhere)")
-    scored = [(m.manifest.p0_fid(), m.name, m) for m in candidates if m.manifest.p0_fid() is not None]
+    scored = [(m.readable.p0_fid(), m.name, m) for m in candidates if m.readable.p0_fid() is not None]
     if scored:
         return min(scored, key=lambda item: item[:2])[2], None
     first = candidates[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.evaluation.cache import CACHE_ENV
+from evaluation.cache import CACHE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("GAN_DATA_ROOT", REPO.parent / "shared" / "data"))

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from demo.service import MAX_SEED, SPREAD_RANGE, DemoError, drs_rate, number_in, whole_number
+from common.validation import InvalidRequest, check_rate, check_rate_or_off, check_seed, check_spread
+from demo.service import MAX_SEED, SPREAD_RANGE
 from runtime.cli import MAX_IMAGES
 from runtime.cli import main as runtime_main
 from runtime.registry import ARTIFACTS_ENV
@@ -115,13 +116,13 @@ def test_gan_runtime_sample_arguments_give_a_grid_or_one_error_line(trained, arg
         assert written == []
 
 
-# ---------------------------------------------------------------------- the demo's validators
+# ---------------------------------------------------------------------- the validation rules, as the demo uses them
 @PROPERTY_SETTINGS
 @given(value=ANY_VALUE)
 def test_demo_whole_numbers_are_in_range_or_refused(value):
     try:
-        seed = whole_number(value, "the seed", 0, MAX_SEED)
-    except DemoError as error:
+        seed = check_seed(value, "the seed", MAX_SEED)
+    except InvalidRequest as error:
         assert one_line(error)
         return
     assert type(seed) is int and 0 <= seed <= MAX_SEED and seed == value
@@ -131,8 +132,8 @@ def test_demo_whole_numbers_are_in_range_or_refused(value):
 @given(value=ANY_VALUE)
 def test_demo_numbers_are_finite_and_in_range_or_refused(value):
     try:
-        spread = number_in(value, "the latent spread", *SPREAD_RANGE)
-    except DemoError as error:
+        spread = check_spread(value, "the latent spread", SPREAD_RANGE)
+    except InvalidRequest as error:
         assert one_line(error)
         return
     assert type(spread) is float and SPREAD_RANGE[0] <= spread <= SPREAD_RANGE[1]
@@ -142,8 +143,8 @@ def test_demo_numbers_are_finite_and_in_range_or_refused(value):
 @given(value=ANY_VALUE, allow_off=st.booleans())
 def test_demo_drs_rates_are_in_0_1_or_off_or_refused(value, allow_off):
     try:
-        rate = drs_rate(value, allow_off)
-    except DemoError as error:
+        rate = check_rate_or_off(value, "the DRS target rate") if allow_off else check_rate(value, "the DRS target rate")
+    except InvalidRequest as error:
         assert one_line(error)
         return
     if rate is None:

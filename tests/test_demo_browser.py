@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from runtime.manifest import read_manifest
+from common.manifest import read_manifest
 from runtime.model import GanModel
 
 from .test_demo import CONDITIONAL, demo_artifacts, demo_url  # noqa: F401 (fixtures)

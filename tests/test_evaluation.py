@@ -14,29 +14,28 @@ import torch
 from PIL import Image
 from pytorch_fid.fid_score import calculate_fid_given_paths
 
-from runtime.images import unit_to_uint8
-from runtime.registry import ARTIFACTS_ENV
-from training.config import resolve
-from training.data import load_mnist_uint8
-from training.evaluation import EvaluationError
-from training.evaluation.cache import load_reference
-from training.evaluation.features import InceptionPool3
-from training.evaluation.fid import frechet_distance, gaussian_stats
-from training.evaluation.prdc import neighbour_radii, precision_recall, realism_scores
-from training.evaluation.protocols import PROTOCOLS, Protocol
-from training.evaluation.proxy_classifier import (
+from common.images import unit_to_uint8
+from common.mnist import load_mnist_uint8
+from evaluation import EvaluationError
+from evaluation.cache import FLOOR_FILE, load_reference, shipped_floor
+from evaluation.features import InceptionPool3
+from evaluation.fid import frechet_distance, gaussian_stats
+from evaluation.prdc import neighbour_radii, precision_recall, realism_scores
+from evaluation.protocols import PROTOCOLS, Protocol
+from evaluation.proxy_classifier import (
     CLASSIFIER_DIR,
     ONNX_NAME,
     classification_accuracy,
     classify,
     load_classifier,
 )
-from training.evaluation.results import FLOOR_FILE, shipped_floor
-from training.evaluation.scoring import Evaluator, class_statistics
-from training.evaluation.sources import digit_counts, generate, read_png_folder
+from evaluation.samples import digit_counts, read_png_folder
+from evaluation.scoring import Evaluator, class_statistics
+from runtime.registry import ARTIFACTS_ENV
+from training.config import resolve
 from training.models import build_models
 from training.priors import build_prior
-
+from training.sampling import generate
 
 UNIFORM = np.full(10, 0.1)
 
@@ -121,8 +120,8 @@ def test_fewer_samples_than_k_plus_one_is_an_error():
 # ---------------------------------------------------------------- FID against pytorch-fid itself
 def test_fid_equals_pytorch_fid_on_the_same_png_folders(tmp_path, data_root):
     count = 100  # Inception costs ~0.2 s per image on 2 CPU cores
-    test_images = load_mnist_uint8(data_root, train=False)[0].numpy()[:count]
-    train_images = load_mnist_uint8(data_root, train=True)[0].numpy()[:count]
+    test_images = load_mnist_uint8(data_root, train=False)[0][:count]
+    train_images = load_mnist_uint8(data_root, train=True)[0][:count]
     folder_a, folder_b = save_pngs(tmp_path / "a", test_images), save_pngs(tmp_path / "b", train_images)
     inception = InceptionPool3()
     ours = frechet_distance(*(gaussian_stats(inception(read_png_folder(f).images).vectors) for f in (folder_a, folder_b)))
@@ -184,7 +183,7 @@ def classifier():
 def test_shipped_classifier_scores_99_percent_on_mnist_test(classifier, data_root):
     model, manifest = classifier
     images, labels = load_mnist_uint8(data_root, train=False)
-    accuracy = classification_accuracy(model, images.numpy(), labels.numpy())
+    accuracy = classification_accuracy(model, images, labels)
     assert accuracy >= 0.99
     assert accuracy == pytest.approx(manifest["test_accuracy"], abs=1e-9)
     assert manifest["test_images"] == 10_000 and (CLASSIFIER_DIR / "classifier.safetensors").stat().st_size < 400_000
@@ -192,7 +191,7 @@ def test_shipped_classifier_scores_99_percent_on_mnist_test(classifier, data_roo
 
 def test_onnx_export_matches_the_torch_classifier(classifier, data_root):
     model, _ = classifier
-    images = load_mnist_uint8(data_root, train=False)[0].numpy()[:64]
+    images = load_mnist_uint8(data_root, train=False)[0][:64]
     session = ort.InferenceSession(str(CLASSIFIER_DIR / ONNX_NAME), providers=["CPUExecutionProvider"])
     logits, features = session.run(["logits", "features"], {"images": (images[:, None] / 255.0).astype(np.float32)})
     torch_features, torch_digits = classify(model, images)

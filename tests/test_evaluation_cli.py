@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.manifest import read_manifest
+from common.manifest import read_manifest
+from evaluation.cli import main
 from training.config import ConfigError, resolve
-from training.evaluate_cli import main
 from training.trainer import Trainer, train
 
 from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
@@ -26,7 +26,7 @@ PROXY_KEYS = ("proxy/fid", "proxy/precision_k3", "proxy/recall_k3", "proxy/preci
 def run_eval_process(*args):
     """The console entry point in its own process."""
     return subprocess.run(
-        [sys.executable, "-c", "from training.evaluate_cli import main; main()", *map(str, args)],
+        [sys.executable, "-c", "from evaluation.cli import main; main()", *map(str, args)],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)}, timeout=300)
 
 
@@ -105,9 +105,9 @@ def test_score_a_png_folder_and_the_floor_printed_beside_later_tables(run_eval, 
     assert "| MNIST train (10,000 random images, seed 0) | 10000 | 0 |" in floor.stdout
     folder = tmp_path / "pngs"
     folder.mkdir()
-    from training.data import load_mnist_uint8
+    from common.mnist import load_mnist_uint8
 
-    for index, image in enumerate(load_mnist_uint8(data_root, train=True)[0].numpy()[:200]):
+    for index, image in enumerate(load_mnist_uint8(data_root, train=True)[0][:200]):
         Image.fromarray(image).save(folder / f"{index}.png")
     result = run_eval("score", folder, "--protocol", "proxy", "--quiet")
     assert result.returncode == 0, result.stderr
@@ -206,7 +206,7 @@ def test_rejection_study_scores_each_rule_at_equal_counts(run_eval, artifact, ru
 
 
 def test_rejection_keeps_the_highest_scores_within_each_digit():
-    from training.evaluation.studies import keep_highest
+    from evaluation.studies import keep_highest
 
     scores = np.array([5.0, 1.0, 0.5, 2.0, 3.0, 7.0, 9.0, 8.0])
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
@@ -231,7 +231,7 @@ def test_score_an_exported_artifact(run_eval, artifact, tmp_path):
         result = run_eval("score", artifact, "--protocol", "proxy", "--n", 200, "--record", "--quiet", *extra)
         assert result.returncode == 0, result.stderr
     manifest = read_manifest(artifact)
-    recorded = manifest.data["evaluation"]
+    recorded = manifest.to_json()["evaluation"]
     assert [(r["protocol"], r["seed"], r["samples"], r["drs_rate"], r["spread"]) for r in recorded] == [
         ("proxy", 0, 200, None, 1.0), ("proxy", 0, 200, 0.5, 1.0), ("proxy", 0, 200, None, 0.8)]
     assert recorded[0]["metrics"] == record["metrics"]  # same seed, same samples, same numbers
@@ -261,7 +261,7 @@ def test_tune_spread_chooses_on_the_holdout_and_becomes_the_default(run_eval, ar
     balance = {r["spread"]: min(r["metrics"]["proxy/precision_k3"], r["metrics"]["proxy/recall_k3"]) for r in records}
     chosen = max(balance, key=lambda spread: (balance[spread], -abs(spread - 1)))
     assert f"{chosen:g} (chosen)" in result.stdout and f"default spread {chosen:g}" in result.stdout
-    sampling = read_manifest(model).data["sampling"]
+    sampling = read_manifest(model).to_json()["sampling"]
     assert sampling["spread"] == chosen and sampling["chosen_by"]["samples"] == 300
     assert [(s["spread"], s["precision_k3"]) for s in sampling["chosen_by"]["scores"]] == [
         (r["spread"], r["metrics"]["proxy/precision_k3"]) for r in records]
@@ -269,7 +269,7 @@ def test_tune_spread_chooses_on_the_holdout_and_becomes_the_default(run_eval, ar
     # `eval-gan score` then samples at the default spread, and its record says so.
     result = run_eval("score", model, "--protocol", "proxy", "--n", 200, "--record", "--quiet")
     assert result.returncode == 0, result.stderr
-    assert read_manifest(model).data["evaluation"][-1]["spread"] == chosen
+    assert read_manifest(model).to_json()["evaluation"][-1]["spread"] == chosen
     assert GanModel.load(model).default_spread == chosen
 
 
@@ -277,7 +277,7 @@ def test_tune_spread_refuses_bad_input_and_a_model_that_saw_the_holdout(run_eval
     model = tmp_path / "model"
     shutil.copytree(artifact, model)
     for args, fragment in ((["--spreads", "wide,narrow"], "--spreads must be comma-separated numbers"),
-                           (["--spreads", "0,1"], "spreads must be finite numbers > 0, got 0"),
+                           (["--spreads", "0,1"], "--spreads must be a finite number > 0, got 0"),
                            (["--spreads", ","], "--spreads is empty")):
         assert_one_line_error(run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, *args), fragment)
     assert_one_line_error(run_eval("tune-spread", runs["wgan_gp_cond"], "--protocol", "proxy"),
@@ -291,11 +291,11 @@ def test_tune_spread_refuses_bad_input_and_a_model_that_saw_the_holdout(run_eval
     (model / "manifest.json").write_text(json.dumps(manifest))
     assert_one_line_error(run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, "--write"),
                           "records no training holdout")
-    assert "sampling" not in read_manifest(model).data
+    assert "sampling" not in read_manifest(model).to_json()
 
 
 def test_the_balanced_spread_maximises_the_smaller_of_precision_and_recall():
-    from training.evaluation.studies import balanced_spread
+    from evaluation.studies import balanced_spread
 
     def record(spread, precision, recall):
         return {"spread": spread, "metrics": {"p0/precision_k3": precision, "p0/recall_k3": recall}}

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from runtime.fsutil import TEMP_PREFIX, TEMP_SUFFIX
+from common.files import TEMP_PREFIX, TEMP_SUFFIX
 from training.checkpoint import load_checkpoint
 from training.run import CHECKPOINT_NAME, METRICS_NAME
 

@@ -7,12 +7,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from common.images import unit_to_uint8
+from common.mnist import load_mnist_uint8
 from export.artifact import export_run
 from export.graphs import freeze_
 from export.intensity import KNOTS, MatchedGenerator, ToneCurve, fit_tone_curve, real_quantiles
-from runtime.images import unit_to_uint8
 from runtime.model import GanModel
-from training.data import load_mnist_uint8
 from training.run import load_trained
 
 from .conftest import DATA_ROOT
@@ -27,7 +27,7 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="module")
 def mnist_train() -> np.ndarray:
-    return load_mnist_uint8(DATA_ROOT, train=True)[0].numpy()
+    return load_mnist_uint8(DATA_ROOT, train=True)[0]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_matching_gives_fresh_samples_the_real_pixel_histogram(mnist_train):
 def test_export_bakes_the_curve_into_the_generator_graph(tmp_path, mnist_train):
     run_dir = train_tiny_run(tmp_path, "wgan_gp_cond")
     out = tmp_path / "matched"
-    manifest = export_run(run_dir, "onnx", out, DATA_ROOT, burn_in=1000, match_intensities=True)
+    manifest = export_run(run_dir, "onnx", out, DATA_ROOT, burn_in=1000, match_intensities=True).to_json()
     assert manifest["intensity_matching"]["knots"] == KNOTS and manifest["intensity_matching"]["seed"] == 0
 
     trained = load_trained(run_dir)
@@ -108,7 +108,7 @@ def test_export_bakes_the_curve_into_the_generator_graph(tmp_path, mnist_train):
     image, _, _ = session.run(None, {"eps": eps, "label": labels})
     assert np.abs(image - expected.numpy()).max() <= 1e-5
 
-    plain = export_run(run_dir, "onnx", tmp_path / "plain", DATA_ROOT, burn_in=1000)
+    plain = export_run(run_dir, "onnx", tmp_path / "plain", DATA_ROOT, burn_in=1000).to_json()
     assert plain["intensity_matching"] is None
     matched_images, _ = GanModel.load(out).generate(300, seed=1)
     plain_images, _ = GanModel.load(tmp_path / "plain").generate(300, seed=1)

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from runtime.manifest import set_default_spread
+from evaluation.records import set_default_spread
 
 from .test_demo import CONDITIONAL, UNCONDITIONAL, demo_artifacts  # noqa: F401 (the fixture)
 from .test_evaluation_cli import assert_one_line_error, run_eval  # noqa: F401 (the fixture)

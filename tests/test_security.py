@@ -25,7 +25,7 @@ from .test_bad_inputs import trained  # noqa: F401  (the module-scoped tiny expo
 PICKLING_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 # Loaders that unpickle unless told to load tensors only.
 TORCH_LOADERS = {"load", "load_state_dict_from_url", "load_url"}
-PRODUCT_CODE = [path for package in ("training", "export", "runtime", "demo", "bench")
+PRODUCT_CODE = [path for package in ("common", "evaluation", "training", "export", "runtime", "demo", "bench")
                 for path in sorted((REPO / package).rglob("*.py"))]
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
 
@@ -94,7 +94,7 @@ def test_product_code_never_unpickles_or_evaluates_what_it_reads(path):
 
 def test_the_inception_weights_are_loaded_as_tensors_only(monkeypatch):
     """pytorch-fid itself calls torch.hub without weights_only: the project must override it."""
-    from training.evaluation.features import InceptionPool3
+    from evaluation.features import InceptionPool3
 
     calls = []
     real_load = torch.load

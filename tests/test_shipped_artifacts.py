@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from runtime.manifest import P0_PROTOCOL
+from common.manifest import P0_PROTOCOL
 from runtime.model import GanModel
 from runtime.registry import best_model, runnable, shipped_models
 
@@ -35,7 +35,7 @@ def test_every_shipped_model_verifies_and_generates(entry):
     assert stats.proposals == 64
     drs_images, drs_stats = model.generate(64, seed=0, drs_rate=0.2)
     assert drs_images.shape == (64, 28, 28) and drs_stats.proposals > 64
-    assert entry.manifest.data["training"]["cpu_seconds"] > 0
+    assert entry.manifest.to_json()["training"]["cpu_seconds"] > 0
     assert entry.manifest.metric_summary("proxy"), "no proxy result recorded"
 
 
@@ -45,11 +45,11 @@ def test_the_default_model_is_the_lowest_p0_fid():
     if scored:
         assert chosen.name == min(scored)[1]
     assert all(record["protocol"] in (P0_PROTOCOL, "proxy") for entry in SHIPPED
-               for record in entry.manifest.data["evaluation"])
+               for record in entry.manifest.to_json()["evaluation"])
 
 
 def test_readme_results_equal_the_manifests():
-    result = subprocess.run([sys.executable, "-c", "from training.evaluate_cli import main; main()", "results",
+    result = subprocess.run([sys.executable, "-c", "from evaluation.cli import main; main()", "results",
                              "--check"], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

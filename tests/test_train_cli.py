@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from common.mnist import DataError, load_mnist_uint8
 from training.config import ConfigError, resolve
-from training.data import DataError, load_mnist_uint8
 from training.presets import PRESETS
 
 from .conftest import DATA_ROOT, REPO, one_line_error_check

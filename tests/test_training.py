@@ -10,8 +10,14 @@ import torch
 
 from training.checkpoint import load_checkpoint
 from training.config import load_run_config, resolve
-from training.models import (AffineInputCritic, ConvCritic, ConvGenerator, MLPCritic, MLPGenerator,
-                             converge_spectral_norms)
+from training.models import (
+    AffineInputCritic,
+    ConvCritic,
+    ConvGenerator,
+    MLPCritic,
+    MLPGenerator,
+    converge_spectral_norms,
+)
 from training.objectives import GradientPenalty, gradient_penalty
 from training.presets import PRESETS
 from training.trainer import CHECKPOINT_NAME, Trainer, TrainingError, learning_rate_scale, train

@@ -14,12 +14,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from runtime.fsutil import atomic_write_bytes
+from common.errors import UserError
+from common.files import atomic_write_bytes
 
 STATE_KEY = "state_json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be read; the CLI prints it on one line and exits 2."""
 
 

@@ -9,12 +9,12 @@ from typing import Optional
 
 import typer
 
-from runtime.clitools import UserError, run_app
-from runtime.fsutil import atomic_write_text, remove_unfinished_writes
+from common.cli import run_app
+from common.errors import UserError
+from common.files import atomic_write_text, remove_unfinished_writes
+from common.mnist import DATA_ROOT_ENV, resolve_data_root
 
-from .checkpoint import CheckpointError
-from .config import FIELDS, ConfigError, TrainConfig, load_run_config, read_config_file, resolve
-from .data import DATA_ROOT_ENV, DataError, resolve_data_root
+from .config import FIELDS, TrainConfig, load_run_config, read_config_file, resolve
 from .presets import PRESETS
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -128,4 +128,4 @@ app.command(name="train-gan", help=__doc__)(train_command)
 
 
 def main() -> None:
-    run_app(app, "train-gan", user_errors=(ConfigError, DataError, CheckpointError))
+    run_app(app, "train-gan")

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import torch
 
-from .evaluation.protocols import HOLDOUT_IMAGES, PROTOCOLS
+from common.errors import UserError
+from common.mnist import HOLDOUT_IMAGES
+from evaluation.protocols import PROTOCOLS
+
 from .objectives import CONSTRAINTS, OBJECTIVES, OPTIMIZERS
 from .presets import PRESETS
 from .priors import NUM_DIGITS, PRIORS, build_prior
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad configuration value; the CLI prints its message on one line and exits 2."""
 
 

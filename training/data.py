@@ -2,51 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-# Where MNIST lives (torchvision layout: ROOT/MNIST/raw/...). CI points it at ../shared/data.
-DATA_ROOT_ENV = "GAN_DATA_ROOT"
+from common.mnist import DataError, load_mnist_uint8
 
 
-class DataError(RuntimeError):
-    """MNIST cannot be found or downloaded; the CLI prints the message on one line and exits 2."""
-
-
-def default_data_root() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "mnist-latent-gan"
-
-
-def resolve_data_root(cli_value: Path | None = None) -> Path:
-    if cli_value is not None:
-        return Path(cli_value)
-    if os.environ.get(DATA_ROOT_ENV):
-        return Path(os.environ[DATA_ROOT_ENV])
-    return default_data_root()
-
-
-def load_mnist_uint8(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images uint8 [N, 28, 28], labels int64 [N]) via torchvision, downloading when allowed."""
-    from torchvision.datasets import MNIST
-
-    try:
-        dataset = MNIST(root=str(root), train=train, download=True)
-    except Exception as error:  # URLError, OSError, RuntimeError: all mean "not here, not reachable"
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(
-            f"MNIST not found under {root}/MNIST/raw and could not be downloaded ({reason}); "
-            f"pass --data-root or set {DATA_ROOT_ENV} to a folder holding MNIST/raw"
-        ) from None
-    return dataset.data, dataset.targets
-
-
-def to_signed_unit(images_uint8: torch.Tensor) -> torch.Tensor:
+def to_signed_unit(images_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [N, 28, 28] -> float32 [N, 1, 28, 28] in [-1, 1], as ToTensor + Normalize(0.5, 0.5)."""
-    return images_uint8.unsqueeze(1).float().div(127.5).sub(1.0)
+    return torch.as_tensor(images_uint8).unsqueeze(1).float().div(127.5).sub(1.0)
 
 
 @dataclass
@@ -66,10 +33,4 @@ def load_training_set(root: Path, holdout: int, limit: int, device: torch.device
     end = images.shape[0] - holdout
     if limit:
         end = min(end, limit)
-    return TrainingSet(to_signed_unit(images[:end]).to(device), labels[:end].to(device))
-
-
-def load_holdout_set(root: Path, holdout: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out tail of MNIST train (uint8), disjoint from training and from the test set."""
-    images, labels = load_mnist_uint8(root, train=True)
-    return images[images.shape[0] - holdout:], labels[labels.shape[0] - holdout:]
+    return TrainingSet(to_signed_unit(images[:end]).to(device), torch.from_numpy(labels[:end]).to(device))

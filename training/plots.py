@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from runtime.fsutil import atomic_write_bytes  # noqa: E402
+from evaluation.figures import plt, save_figure  # plt with the Agg backend that evaluation.figures selects
 
 # figure file -> panels, each a title and the metric keys drawn in it
 FIGURES = {
@@ -23,13 +17,6 @@ FIGURES = {
         ("clipping saturation by critic layer", ["clip_saturation_layer*"]),
     ],
 }
-
-
-def save_figure(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def logged_series(keys: list[str], records: list[dict]) -> dict[str, list[tuple]]:

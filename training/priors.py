@@ -8,12 +8,12 @@ per-class a_i / b_i) are module parameters or buffers that export reads and bake
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-NUM_DIGITS = 10
+from common.validation import NUM_DIGITS
 
 
 class Prior(nn.Module):

@@ -21,8 +21,10 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from runtime.fsutil import atomic_write_bytes, atomic_write_text
-from runtime.images import grid_png, unit_to_uint8
+from common.files import atomic_write_bytes, atomic_write_text
+from common.images import grid_png, unit_to_uint8
+from evaluation.figures import plot_metrics
+from evaluation.scoring import Evaluator
 
 from .checkpoint import (
     CheckpointError,
@@ -35,14 +37,12 @@ from .checkpoint import (
 )
 from .config import ConfigError, TrainConfig
 from .data import load_training_set
-from .evaluation.figures import plot_metrics
-from .evaluation.scoring import Evaluator
-from .evaluation.sources import sample_run
 from .models import build_models
 from .objectives import CONSTRAINTS, OBJECTIVES, OPTIMIZERS
 from .plots import plot_training_curves
 from .priors import build_prior
 from .run import CHECKPOINT_NAME, METRICS_NAME
+from .sampling import sample_run
 
 # Running sums kept per epoch: critic-step stats, then generator-step stats.
 CRITIC_STATS = ("loss_d", "wasserstein", "d_real", "d_fake", "penalty")

@@ -6,21 +6,19 @@ stored real-vs-real floor; `--check` proves the README still says exactly that.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from runtime.fsutil import atomic_write_bytes, atomic_write_text
-from runtime.images import grid_png
-from runtime.manifest import DEFAULT_SPREAD, P0_PROTOCOL, Manifest, MetricSummary, sampling_label
+from common.files import atomic_write_bytes, atomic_write_text
+from common.images import grid_png
+from common.manifest import DEFAULT_SPREAD, P0_PROTOCOL, Manifest, MetricSummary, sampling_label
 from runtime.model import GanModel
-from runtime.registry import artifacts_root, runnable, shipped_models
+from runtime.registry import runnable, shipped_models
 
 from . import EvaluationError
-from .protocols import Protocol
+from .cache import FLOOR_FILE, read_shipped_floor
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-FLOOR_FILE = "p0_floor.json"  # `eval-gan floor --protocol p0` record, stored beside the models
 DRS_RATE = 0.2
 GRID_SEED = 0
 
@@ -61,40 +59,22 @@ def _seeds(summary: dict[str, MetricSummary]) -> str:
     return str(max(item.seeds for item in summary.values())) if summary else "–"
 
 
-def _architecture(data: dict) -> str:
+def _architecture(manifest: Manifest) -> str:
     """The architecture, and the tone curve baked in after it where the export fitted one (export/intensity.py)."""
-    return data["architecture"] + (" + intensity matching" if data.get("intensity_matching") else "")
+    return manifest.architecture + (" + intensity matching" if manifest.intensity_matching else "")
 
 
 def _on_cpu(manifest: Manifest) -> bool:
-    return manifest.data["training"].get("device", "cpu") == "cpu"  # manifests from before it was recorded: CPU runs
+    return manifest.training.get("device", "cpu") == "cpu"  # manifests from before it was recorded: CPU runs
 
 
 def _training_cost(manifest: Manifest) -> str:
     """CPU-hours for a CPU run; wall-clock minutes on the accelerator otherwise (its CPU time means little)."""
-    training = manifest.data["training"]
+    training = manifest.training
     if _on_cpu(manifest):
         seconds = training.get("cpu_seconds")
         return f"{seconds / 3600:.2f} CPU-h" if seconds else "–"
     return f"{training['wall_seconds'] / 60:.0f} min on {training['device']}"
-
-
-def read_floor(root: Path) -> dict | None:
-    path = root / FLOOR_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        raise EvaluationError(f"{path} is not valid JSON; rewrite it with `eval-gan floor --json`") from None
-
-
-def shipped_floor(protocol: Protocol, root: Path | None = None) -> dict | None:
-    """The floor stored beside the shipped models, when it was measured under this very protocol definition."""
-    floor = read_floor(root or artifacts_root())
-    if floor and floor.get("protocol") == protocol.name and floor.get("protocol_summary") == protocol.summary:
-        return floor
-    return None
 
 
 def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
@@ -107,7 +87,6 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
               *(title for title, _, _ in METRICS), *(title for title, _, _ in PROXY_METRICS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for manifest in models:
-        data = manifest.data
         # The default sampling always has a row (dashes if unmeasured), DRS 20 % at the default spread next if
         # measured, then other recorded settings.
         default = manifest.default_spread
@@ -116,14 +95,14 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
             p0, proxy = (manifest.metric_summary(protocol, rate, spread) for protocol in (P0_PROTOCOL, "proxy"))
             if (rate, spread) != settings[0] and not (p0 or proxy):
                 continue
-            training = data["training"]
-            cells = [manifest.name, data["variant"], _architecture(data), training.get("generator_weights", "–"),
+            training = manifest.training
+            cells = [manifest.name, manifest.variant, _architecture(manifest), training.get("generator_weights", "–"),
                      str(training["epochs_completed"]),
                      _training_cost(manifest), sampling_label(rate, spread, default), _seeds(p0),
                      *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
                      *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS)]
             lines.append("| " + " | ".join(cells) + " |")
-    floor = read_floor(root)
+    floor = read_shipped_floor(root)
     if floor is None:
         lines += ["", f"Real-vs-real floor (P0): not stored; run `eval-gan floor --protocol p0 --json "
                       f"{root / FLOOR_FILE}`."]
@@ -165,7 +144,7 @@ def _targets(models: list[Manifest]) -> list[str]:
         if not summaries[default]:
             return f"`{manifest.name}` has no P0 result yet"
         summaries = {spread: summary for spread, summary in summaries.items() if summary}  # a spread scored on proxy only
-        cpu_hours = manifest.data["training"].get("cpu_seconds", 0) / 3600
+        cpu_hours = manifest.training.get("cpu_seconds", 0) / 3600
         within_budget = hours is None or (_on_cpu(manifest) and cpu_hours <= hours)
 
         def judged(summary: dict[str, MetricSummary]) -> str:
@@ -185,7 +164,7 @@ def _targets(models: list[Manifest]) -> list[str]:
     scored = [m for m in models if m.p0_fid() is not None]
     best = scored[0] if scored else None
     def template_conditional(manifest: Manifest) -> bool:  # the target is on the template's generator; any critic
-        return manifest.conditional and manifest.data["training"]["config"]["arch"] == "mlp"
+        return manifest.conditional and manifest.training["config"]["arch"] == "mlp"
 
     template = [m for m in scored if template_conditional(m)] or [m for m in models if template_conditional(m)]
     return ["Targets (P0, 10,000 samples, k=3):", "",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from runtime.fsutil import atomic_write_text
+from common.files import atomic_write_text
 
 from . import EvaluationError
 from .protocols import PROTOCOLS, REFERENCE_SET, Protocol

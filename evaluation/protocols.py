@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REFERENCE_SET = "MNIST test (10,000 images)"
-HOLDOUT_IMAGES = 5000  # MNIST train's last 5,000 images: training's default --holdout, never trained on
-HOLDOUT_SET = f"MNIST train's last {HOLDOUT_IMAGES:,} images (held out from training)"
 
 
 @dataclass(frozen=True)

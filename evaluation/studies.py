@@ -4,65 +4,41 @@ spread a model should sample at by default."""
 
 from __future__ import annotations
 
-import copy
-import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from runtime.manifest import read_manifest
+from common.manifest import read_manifest
+from common.mnist import HOLDOUT_IMAGES, load_holdout_set, load_mnist_uint8
+from common.validation import check_spread
 from runtime.model import GanModel
-from training.data import load_holdout_set, load_mnist_uint8
-from training.models import GeneratorBundle
-from training.priors import GaussianMixturePrior
 
 from . import EvaluationError
 from .cache import write_floor
 from .features import ClassifierFeatures, Features
 from .prdc import check_enough, realism_scores
-from .protocols import HOLDOUT_IMAGES
+from .samples import CLASS_SAMPLINGS, Samples, sample_artifact
 from .scoring import Evaluator
-from .sources import CLASS_SAMPLINGS, Samples, is_conditional, sample_artifact, sample_run
 
 STRIP_LENGTH = 10  # images per σ in the sweep's figure
 REALISM_K = 3
 SPREAD_RULE = "the highest min(precision, recall) at k=3"
 
 
-def with_sigma(generator: GeneratorBundle, sigma: float) -> GeneratorBundle:
-    """A copy of the generator whose mixture components all have standard deviation `sigma`."""
-    if not isinstance(generator.prior, GaussianMixturePrior):
-        raise EvaluationError(f"the σ sweep needs a Gaussian-mixture prior (gmm_static, gmm_dynamic, gmm_indexed); "
-                              f"this run's prior is {generator.prior.kind}")
-    if not sigma > 0:
-        raise EvaluationError(f"σ must be > 0, got {sigma}")
-    swept = copy.deepcopy(generator)
-    with torch.no_grad():
-        swept.prior.log_sigma.fill_(math.log(sigma))
-    return swept
-
-
-def sigma_sweep(generator: GeneratorBundle, source: str, sigmas: list[float], evaluator: Evaluator, n: int,
-                seed: int, data_root: Path) -> tuple[list[dict], list[np.ndarray]]:
-    """One record per σ (same seed, so the same latent draws), and the first images of each as a strip."""
-    swept = [with_sigma(generator, sigma) for sigma in sigmas]  # validate every σ before the long part
+def sigma_sweep(samplers: dict[float, Callable[[], Samples]], evaluator: Evaluator) -> tuple[list[dict], list[np.ndarray]]:
+    """One record per σ (each sampler draws the same latent noise at its σ), and the first images of each as a strip."""
     records, strips = [], []
-    for sigma, model in zip(sigmas, swept):
-        samples = sample_run(model, source, n, seed, None, data_root, evaluator.progress)
+    for sigma, sample in samplers.items():
+        samples = sample()
         records.append({"sigma": sigma, **evaluator.score(samples)})
         strips.append(samples.images[:STRIP_LENGTH])
     return records, strips
 
 
-def class_sampling_study(generator: GeneratorBundle, source: str, evaluator: Evaluator, n: int, seed: int,
-                         data_root: Path) -> list[dict]:
-    """The same conditional model scored with uniform digits and with MNIST train frequencies."""
-    if not is_conditional(generator):
-        raise EvaluationError(f"class sampling compares digit distributions of conditional models; this run's prior "
-                              f"({generator.prior.kind}) draws no digits")
-    return [evaluator.score(sample_run(generator, source, n, seed, sampling, data_root, evaluator.progress))
-            for sampling in CLASS_SAMPLINGS]
+def class_sampling_study(sample_with: Callable[[str], Samples], evaluator: Evaluator) -> list[dict]:
+    """The same conditional model scored with each class sampling (uniform digits, MNIST train frequencies)."""
+    return [evaluator.score(sample_with(class_sampling)) for class_sampling in CLASS_SAMPLINGS]
 
 
 def real_vs_real_floor(evaluator: Evaluator, data_root: Path, n: int, seed: int) -> dict:
@@ -74,7 +50,7 @@ def real_vs_real_floor(evaluator: Evaluator, data_root: Path, n: int, seed: int)
     if n > len(images):
         raise EvaluationError(f"--n {n} exceeds the {len(images)} MNIST train images")
     chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=n, replace=False))
-    samples = Samples(images.numpy()[chosen], labels.numpy()[chosen],
+    samples = Samples(images[chosen], labels[chosen],
                       {"source": f"MNIST train ({n:,} random images, seed {seed})", "samples": n, "seed": seed,
                        "class_sampling": "mnist"})
     record = evaluator.score(samples)
@@ -116,7 +92,7 @@ def rejection_study(folder: Path, evaluator: Evaluator, n: int, seed: int, keeps
     samples = sample_artifact(folder, n, seed, None, data_root)
     features = evaluator.extractor(samples.images, evaluator.progress)
     classifier = ClassifierFeatures()
-    bank = classifier(load_holdout_set(data_root, HOLDOUT_IMAGES)[0].numpy()).vectors
+    bank = classifier(load_holdout_set(data_root, HOLDOUT_IMAGES)[0]).vectors
     scores = {
         "random": np.random.default_rng(seed).random(n),
         "realism": realism_scores(bank, classifier(samples.images).vectors, REALISM_K),
@@ -151,9 +127,8 @@ def spread_selection(folder: Path, evaluator: Evaluator, spreads: list[float], n
     if not evaluator.holdout:
         raise EvaluationError("a default spread is chosen against the held-out images, not the test set")
     for spread in spreads:
-        if not 0 < spread < math.inf:
-            raise EvaluationError(f"spreads must be finite numbers > 0, got {spread:g}")
-    holdout = read_manifest(folder).data.get("training", {}).get("config", {}).get("holdout")
+        check_spread(spread, "--spreads")
+    holdout = read_manifest(folder).training.get("config", {}).get("holdout")
     if holdout is None:
         raise EvaluationError(f"{folder}'s manifest records no training holdout, so the {HOLDOUT_IMAGES:,} held-out "
                               "images its spread would be chosen on may have been trained on")

@@ -21,11 +21,11 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 from tqdm import tqdm
 
-from runtime.fsutil import atomic_write_bytes, atomic_write_text
+from common.files import atomic_write_bytes, atomic_write_text
 
 from . import EvaluationError
 
-CLASSIFIER_DIR = Path(__file__).resolve().parents[2] / "artifacts" / "mnist_classifier"
+CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "mnist_classifier"
 WEIGHTS_NAME = "classifier.safetensors"
 ONNX_NAME = "classifier.onnx"
 MANIFEST_NAME = "manifest.json"
@@ -134,15 +134,15 @@ def export_onnx(model: MnistClassifier) -> bytes:
     return buffer.getvalue()
 
 
-def train_classifier(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+def train_classifier(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
                      out_dir: Path, epochs: int = 5, batch_size: int = 128, seed: int = 0,
                      progress: bool = True) -> dict:
     """Train on MNIST train (all 60,000 images), measure on the full test set, write the three files."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     model = MnistClassifier()
-    _fit(model, to_unit(train[0]), train[1], epochs, batch_size, seed, progress)
-    accuracy = classification_accuracy(model, test[0].numpy(), test[1].numpy())
+    _fit(model, to_unit(train[0]), torch.from_numpy(train[1]), epochs, batch_size, seed, progress)
+    accuracy = classification_accuracy(model, test[0], test[1])
     if accuracy < MIN_TEST_ACCURACY:
         raise EvaluationError(f"the classifier reached {accuracy:.4f} test accuracy, below the required "
                               f"{MIN_TEST_ACCURACY}; nothing written (try more --epochs or another --seed)")

@@ -8,7 +8,7 @@ balls are open (strict `<`). Matches `prdc.compute_prdc` on the same arrays.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -7,12 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
-
 # Temporary files are `.NAME.RANDOM.tmp` beside their target; a killed process leaves one behind.
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)

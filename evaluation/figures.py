@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 
-from training.plots import save_figure, plt  # plt with the Agg backend that training.plots selects
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
 
-from .protocols import PROTOCOLS
+from common.files import atomic_write_bytes  # noqa: E402
+
+from .protocols import PROTOCOLS  # noqa: E402
+
+
+def save_figure(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _metric_panels(protocol: str) -> list[tuple[str, list[str]]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .manifest import MANIFEST_NAME, ArtifactError, sha256_hex
+from common.manifest import MANIFEST_NAME, ArtifactError, sha256_hex
 
 CLASSIFIER_FOLDER = "mnist_classifier"  # beside the GAN models in artifacts/
 LOGITS_OUTPUT = "logits"
@@ -34,7 +34,7 @@ class DigitClassifier:
         self._input_name = input_name
 
     @classmethod
-    def load(cls, folder: Path) -> "DigitClassifier":
+    def load(cls, folder: Path) -> DigitClassifier:
         """Raises ArtifactError (one line) when the folder is missing, incomplete or tampered with."""
         folder = Path(folder)
         try:

@@ -5,8 +5,10 @@ Every number carries its protocol's name: `p0` (pytorch-fid Inception pool3, the
 free of heavy imports so that training/config.py can read the protocol registry.
 """
 
+from common.errors import UserError
 
-class EvaluationError(ValueError):
+
+class EvaluationError(UserError):
     """Bad evaluation input (empty folder, wrong image size, too few samples, missing weights).
 
     The eval-gan CLI prints the message on one line and exits 2.

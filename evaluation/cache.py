@@ -18,15 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.fsutil import atomic_write_bytes, atomic_write_text
-from training.data import default_data_root
+from common.files import atomic_write_bytes, atomic_write_text
+from common.manifest import artifacts_root
+from common.mnist import default_data_root
 
+from . import EvaluationError
 from .features import PREPROCESSING_VERSION
 from .fid import GaussianStats, gaussian_stats
 from .prdc import neighbour_radii
 from .protocols import Protocol
 
 CACHE_ENV = "GAN_CACHE_DIR"
+FLOOR_FILE = "p0_floor.json"  # `eval-gan floor --protocol p0` record, stored beside the models
 
 
 def cache_dir() -> Path:
@@ -102,3 +105,21 @@ def write_floor(protocol: Protocol, key: str, record: dict) -> None:
     path = _path(protocol.name, key, "-floor.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def read_shipped_floor(root: Path) -> dict | None:
+    path = root / FLOOR_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise EvaluationError(f"{path} is not valid JSON; rewrite it with `eval-gan floor --json`") from None
+
+
+def shipped_floor(protocol: Protocol, root: Path | None = None) -> dict | None:
+    """The floor stored beside the shipped models, when it was measured under this very protocol definition."""
+    floor = read_shipped_floor(root or artifacts_root())
+    if floor and floor.get("protocol") == protocol.name and floor.get("protocol_summary") == protocol.summary:
+        return floor
+    return None

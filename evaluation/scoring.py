@@ -9,17 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import load_holdout_set, load_mnist_uint8
-from training.priors import NUM_DIGITS
+from common.mnist import HOLDOUT_IMAGES, HOLDOUT_SET, load_holdout_set, load_mnist_uint8
+from common.validation import NUM_DIGITS
 
 from . import EvaluationError
-from .cache import Reference, cache_dir, load_reference, read_floor, reference_key
+from .cache import Reference, cache_dir, load_reference, read_floor, reference_key, shipped_floor
 from .features import EXTRACTORS, Features
 from .fid import frechet_distance, gaussian_stats
 from .prdc import check_enough, precision_recall
-from .protocols import HOLDOUT_IMAGES, HOLDOUT_SET, PROTOCOLS, REFERENCE_SET
-from .results import shipped_floor
-from .sources import Samples
+from .protocols import PROTOCOLS, REFERENCE_SET
+from .samples import Samples
 
 # A digit counts as covered when at least this share of the samples is classified as it
 # (a tenth of its share under uniform sampling).
@@ -76,8 +75,8 @@ class Evaluator:
     @functools.cached_property
     def real_images(self) -> np.ndarray:
         if self.holdout:
-            return load_holdout_set(self.data_root, HOLDOUT_IMAGES)[0].numpy()
-        return load_mnist_uint8(self.data_root, train=False)[0].numpy()
+            return load_holdout_set(self.data_root, HOLDOUT_IMAGES)[0]
+        return load_mnist_uint8(self.data_root, train=False)[0]
 
     @functools.cached_property
     def key(self) -> str:

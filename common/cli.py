@@ -1,0 +1,41 @@
+"""Run a Typer app so that every user error is one line on stderr and exit status 2, and the pieces every
+CLI's options share: validation callbacks built from common.validation's rules."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from .errors import UserError
+
+
+def run_app(app: typer.Typer, prog: str) -> None:
+    """Run `app` as `prog`: a UserError (any subclass) or a usage error prints `PROG: error: MESSAGE` and exits 2."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=sys.argv[1:], prog_name=prog, standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
+    except UserError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:
+        # Click's usage errors (bad flag, bad type, missing argument) carry format_message();
+        # Typer either vendors Click or depends on it, so match on that rather than a class.
+        if not hasattr(error, "format_message"):
+            raise
+        print(f"{prog}: error: {error.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def validated(rule: Callable[..., Any], flag: str) -> Callable[[Any], Any]:
+    """A Typer callback applying one of common.validation's rules to an option (None passes: not given)."""
+
+    def callback(value: Any) -> Any:
+        return value if value is None else rule(value, flag)
+
+    return callback

@@ -1,0 +1,383 @@
+"""An exported model folder: `manifest.json` beside its graphs, and the graphs' contract.
+
+    artifacts/NAME/
+      generator.onnx   eps float32 [N, latent_dim], label int64 [N] -> image [N, 1, 28, 28] in [0, 1],
+                       logit [N] (calibrated D~), F [N] (DRS, with the stored D~_M)
+      critic.onnx      image float32 [N, 1, 28, 28] in [0, 1], label int64 [N] -> logit [N], F [N]
+      critic.weights   (ONNX only) the critic's weights, which both graphs use, stored once as ONNX
+                       external data; listed in the manifest's sha256 like the graphs
+      manifest.json    what the model is, its DRS calibration, sha256 of every file, and its
+                       evaluations: `eval-gan score` records ({"protocol", "seed", "samples",
+                       "drs_rate", "spread", "metrics": {"p0/fid": ...}, ...}), appended by
+                       `eval-gan score --record`; a record without "spread" was sampled at spread 1;
+                       optionally "sampling": {"spread": S, "chosen_by": {...}}, the latent spread the
+                       runtime samples at by default (1 when absent), written by `eval-gan tune-spread`
+
+(`.pt` TorchScript files carry the same contract.) Export writes this layout and the runtime reads
+it; both take the names below from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .files import atomic_write_text, folder_lock
+from .validation import InvalidRequest, check_spread
+
+MANIFEST_NAME = "manifest.json"
+# artifacts/ also holds other exports (the evaluation's MNIST classifier); ours say "artifact": "gan".
+ARTIFACT_KIND = "gan"
+FORMAT_VERSION = 1
+GRAPH_EXTENSIONS = {"onnx": ".onnx", "torchscript": ".pt"}
+GRAPH_IO = {
+    "generator": (("eps", "label"), ("image", "logit", "F")),
+    "critic": (("image", "label"), ("logit", "F")),
+}
+P0_PROTOCOL = "p0"
+DEFAULT_SPREAD = 1.0  # the latent noise scale of plain sampling (eps ~ N(0, I)), unless a manifest names its own
+SHARED_WEIGHTS_NAME = "critic.weights"
+ARTIFACTS_ENV = "GAN_ARTIFACTS"
+
+
+def artifacts_root() -> Path:
+    """$GAN_ARTIFACTS, else the repository's artifacts/ folder."""
+    if os.environ.get(ARTIFACTS_ENV):
+        return Path(os.environ[ARTIFACTS_ENV])
+    return Path(__file__).resolve().parents[1] / "artifacts"
+
+
+class ArtifactError(UserError):
+    """A model folder that cannot be used: missing, unreadable, tampered with; one-line message."""
+
+
+class NotAGanExport(ArtifactError):
+    """A folder whose manifest belongs to another kind of artifact."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    mean: float
+    spread: float  # population standard deviation over the seeds (0 for one seed)
+    seeds: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> MetricSummary:
+        mean = sum(values) / len(values)
+        return cls(mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5, len(values))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "a string": lambda v: isinstance(v, str),
+    "a whole number": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "a number": _is_number,
+    "true or false": lambda v: isinstance(v, bool),
+    "a JSON object": lambda v: isinstance(v, dict),
+    "a list": lambda v: isinstance(v, list),
+    "a list of numbers": lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+}
+
+
+def _take(data: dict, key: str, kind: str, where: str, optional: bool = False) -> Any:
+    """data[key] after checking it is of `kind` (one of _KINDS); a one-line ArtifactError naming `where` if not."""
+    if optional and data.get(key) is None:
+        return None
+    value = data.get(key)
+    if not _KINDS[kind](value):
+        raise ArtifactError(f"{where} lacks {key!r} or it is not {kind}")
+    return value
+
+
+@dataclass(frozen=True)
+class PriorInfo:
+    kind: str
+    num_labels: int  # 0 without labels, K for mixture priors, 10 for digit-indexed priors
+    label_weights: list[float]  # [] without labels
+    label: str  # what the graphs' label input means
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> PriorInfo:
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where} lacks 'prior' or it is not a JSON object")
+        return cls(_take(data, "kind", "a string", where), _take(data, "num_labels", "a whole number", where),
+                   _take(data, "label_weights", "a list of numbers", where), _take(data, "label", "a string", where))
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    file: str
+    inputs: dict[str, str]  # name -> dtype, shape and meaning
+    outputs: dict[str, str]
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> GraphInfo:
+        if not isinstance(data, dict) or not isinstance(data.get("file"), str):
+            raise ArtifactError(where)
+        return cls(data["file"], _take(data, "inputs", "a JSON object", where),
+                   _take(data, "outputs", "a JSON object", where))
+
+
+@dataclass(frozen=True)
+class DrsCalibration:
+    """The DRS head on the frozen critic and its calibration on the burn-in sample (export/drs.py)."""
+
+    head: str  # what the calibrated logit is, in words
+    scale: float  # D~ = scale * critic score + bias
+    bias: float
+    max_logit: float  # D~_M over the burn-in sample
+    epsilon: float
+    burn_in: int
+    rates: list[float]
+    gamma: list[float]  # gamma per rate, over all labels
+    gamma_by_digit: list[list[float]] | None  # conditional models: one table per digit
+    fit: dict  # how well the head separates the calibration sets
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> DrsCalibration:
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where} lacks 'drs' or it is not a JSON object")
+        numbers = {key: _take(data, key, "a number", where) for key in ("scale", "bias", "max_logit", "epsilon")}
+        rates, gamma = _take(data, "rates", "a list of numbers", where), _take(data, "gamma", "a list of numbers", where)
+        by_digit = _take(data, "gamma_by_digit", "a list", where, optional=True)
+        if len(rates) < 2 or len(gamma) != len(rates) or any(
+                not _KINDS["a list of numbers"](table) or len(table) != len(rates) for table in by_digit or []):
+            raise ArtifactError(f"{where}: the DRS gamma tables do not match its rates")
+        return cls(_take(data, "head", "a string", where), **numbers, burn_in=_take(data, "burn_in", "a whole number", where),
+                   rates=rates, gamma=gamma, gamma_by_digit=by_digit, fit=_take(data, "fit", "a JSON object", where))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The latent spread the runtime samples at by default, and how it was chosen (`eval-gan tune-spread`)."""
+
+    spread: float
+    chosen_by: dict
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Sampling:
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where} has a 'sampling' that is not a JSON object")
+        try:
+            spread = check_spread(data.get("spread"))
+        except InvalidRequest:
+            raise ArtifactError(f"{where} names a default spread {data.get('spread')!r}; it must be a finite number "
+                                "> 0") from None
+        return cls(spread, data.get("chosen_by") or {})
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json of one exported model, typed: export builds it, the runtime reads it, evaluation appends
+    its records through `update_manifest`. `to_json` writes the keys in a fixed order."""
+
+    folder: Path = field(compare=False)  # where it was read from or is written to; not part of the JSON
+    variant: str
+    architecture: str
+    graph_format: str  # a key of GRAPH_EXTENSIONS
+    latent_dim: int
+    conditional: bool  # True when the label is a digit the user chooses (class-conditional models)
+    prior: PriorInfo
+    graphs: dict[str, GraphInfo]  # role (GRAPH_IO) -> its file and contract
+    drs: DrsCalibration
+    evaluation: list[dict]  # `eval-gan score` records, oldest first
+    training: dict  # the run: its resolved config, epochs, cost
+    sha256: dict[str, str]  # file name -> sha256 of every file the graphs need
+    intensity_matching: dict | None = None  # the tone curve baked into the generator, if any
+    opset: int | None = None  # ONNX exports
+    producers: dict = field(default_factory=dict)  # package versions that made it
+    sampling: Sampling | None = None
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_json(cls, data: Any, folder: Path) -> Manifest:
+        """Check a parsed manifest.json against the contract; a one-line ArtifactError names what is wrong."""
+        where = str(Path(folder) / MANIFEST_NAME)
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where} is not a manifest (expected a JSON object)")
+        if data.get("artifact") != ARTIFACT_KIND:
+            raise NotAGanExport(f"{folder} is not a GAN export (its manifest lacks \"artifact\": \"{ARTIFACT_KIND}\")")
+        version = _take(data, "format_version", "a whole number", where)
+        if version != FORMAT_VERSION:
+            raise ArtifactError(f"{where} has format_version {version}; this runtime reads {FORMAT_VERSION}")
+        graph_format = _take(data, "graph_format", "a string", where)
+        if graph_format not in GRAPH_EXTENSIONS:
+            raise ArtifactError(f"{where} names an unknown graph_format {graph_format!r}")
+        graphs = _take(data, "graphs", "a JSON object", where)
+        for role in GRAPH_IO:
+            GraphInfo.from_json(graphs.get(role), f"{where} lists no {role} graph")
+        sha256 = _take(data, "sha256", "a JSON object", where)
+        return cls(
+            folder=Path(folder),
+            variant=_take(data, "variant", "a string", where),
+            architecture=_take(data, "architecture", "a string", where),
+            graph_format=graph_format,
+            latent_dim=_take(data, "latent_dim", "a whole number", where),
+            conditional=_take(data, "conditional", "true or false", where),
+            prior=PriorInfo.from_json(data.get("prior"), where),
+            graphs={role: GraphInfo.from_json(info, f"{where} lists no {role} graph") for role, info in graphs.items()},
+            drs=DrsCalibration.from_json(data.get("drs"), where),
+            evaluation=_take(data, "evaluation", "a list", where),
+            training=_take(data, "training", "a JSON object", where),
+            sha256=sha256,
+            intensity_matching=_take(data, "intensity_matching", "a JSON object", where, optional=True),
+            opset=_take(data, "opset", "a whole number", where, optional=True),
+            producers=_take(data, "producers", "a JSON object", where, optional=True) or {},
+            sampling=None if data.get("sampling") is None else Sampling.from_json(data["sampling"], where),
+            format_version=version,
+        )
+
+    def to_json(self) -> dict:
+        """The manifest.json object: the contract's keys in their fixed order (`sampling` only when set)."""
+        data = {"artifact": ARTIFACT_KIND, "format_version": self.format_version, "variant": self.variant,
+                "architecture": self.architecture, "graph_format": self.graph_format, "latent_dim": self.latent_dim,
+                "conditional": self.conditional, "prior": dataclasses.asdict(self.prior),
+                "graphs": {role: dataclasses.asdict(info) for role, info in self.graphs.items()},
+                "intensity_matching": self.intensity_matching, "drs": dataclasses.asdict(self.drs),
+                "evaluation": self.evaluation, "opset": self.opset, "producers": self.producers,
+                "training": self.training, "sha256": self.sha256}
+        if self.sampling is not None:
+            data["sampling"] = dataclasses.asdict(self.sampling)
+        return data
+
+    def to_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def num_labels(self) -> int:
+        """0 without labels, K for mixture priors, 10 for digit-indexed priors."""
+        return self.prior.num_labels
+
+    @property
+    def label_weights(self) -> list[float]:
+        return self.prior.label_weights
+
+    @property
+    def default_spread(self) -> float:
+        """The latent spread the model samples at unless asked otherwise (`eval-gan tune-spread` chose it)."""
+        return DEFAULT_SPREAD if self.sampling is None else self.sampling.spread
+
+    def graph_file(self, role: str) -> str:
+        return self.graphs[role].file
+
+    def evaluations(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None,
+                    spread: float | None = None) -> list[dict]:
+        """The manifest's evaluation records (eval-gan's format) under `protocol` at one sampling setting
+        (spread None: the model's default)."""
+        spread = self.default_spread if spread is None else spread
+        return [entry for entry in self._records()
+                if entry.get("protocol") == protocol and record_sampling(entry) == (drs_rate, spread)]
+
+    def samplings(self) -> list[tuple[float | None, float]]:
+        """The (DRS rate, spread) settings with records: no DRS first, then by DRS rate; within each, the
+        default spread first, then the others from the widest down."""
+        return sorted({record_sampling(entry) for entry in self._records()},
+                      key=lambda setting: (setting[0] is not None, setting[0] or 0.0,
+                                           setting[1] != self.default_spread, -setting[1]))
+
+    def _records(self) -> list[dict]:
+        return [entry for entry in self.evaluation if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict)]
+
+    def metric_summary(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None,
+                       spread: float | None = None) -> dict[str, MetricSummary]:
+        """Each metric's mean and spread over the recorded sampling seeds (PROTOCOL.md item 6)."""
+        values: dict[str, list[float]] = {}
+        for entry in self.evaluations(protocol, drs_rate, spread):
+            for key, value in entry["metrics"].items():
+                name = key.removeprefix(f"{protocol}/")
+                if _is_number(value):
+                    values.setdefault(name, []).append(float(value))
+        return {name: MetricSummary.of(series) for name, series in values.items()}
+
+    def p0_fid(self) -> float | None:
+        """The mean P0 FID over the recorded sampling seeds, without DRS at the default spread; None if none
+        is recorded."""
+        summary = self.metric_summary().get("fid")
+        return summary.mean if summary else None
+
+    def summary(self) -> str:
+        labels = "conditional (digit)" if self.conditional else (
+            f"mixture K={self.num_labels}" if self.num_labels else "unconditional")
+        return f"{self.variant}, {self.architecture}, prior {self.prior.kind}, {labels}"
+
+    def read_graph(self, role: str) -> bytes:
+        """The graph's bytes, after checking them against the manifest's sha256."""
+        return self.read_file(self.graph_file(role))
+
+    def external_data(self) -> dict[str, bytes]:
+        """External-data files the ONNX graphs refer to (name -> bytes, sha256 checked); {} for none."""
+        if SHARED_WEIGHTS_NAME not in self.sha256:
+            return {}
+        return {SHARED_WEIGHTS_NAME: self.read_file(SHARED_WEIGHTS_NAME)}
+
+    def read_file(self, name: str) -> bytes:
+        """One of the folder's files, after checking it against the manifest's sha256."""
+        path = self.folder / name
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise ArtifactError(f"model {self.name}: cannot read {path} ({error.strerror})") from None
+        if sha256_hex(data) != self.sha256.get(name):
+            raise ArtifactError(f"model {self.name}: {name} does not match the sha256 in its manifest "
+                                "(modified or truncated); re-export it with export-gan")
+        return data
+
+    def verify(self) -> None:
+        for role in GRAPH_IO:
+            self.read_graph(role)
+        self.external_data()
+
+
+def record_sampling(record: dict) -> tuple[float | None, float]:
+    """A record's (DRS rate, spread)."""
+    spread = record.get("spread")  # absent in records from before the option: spread 1
+    return record.get("drs_rate"), DEFAULT_SPREAD if spread is None else spread
+
+
+def sampling_label(drs_rate: float | None, spread: float = DEFAULT_SPREAD, default: float = DEFAULT_SPREAD) -> str:
+    """'plain', 'DRS 20%', 'spread 0.9' or 'DRS 20%, spread 0.9'; for a model whose default spread
+    (`default`) is not 1 every spread is named and the default marked: 'spread 0.95 (default)', 'spread 1'."""
+    named = spread != DEFAULT_SPREAD or default != DEFAULT_SPREAD
+    parts = ([] if drs_rate is None else [f"DRS {drs_rate:.0%}"]) + (
+        [f"spread {spread:g}" + (" (default)" if spread == default != DEFAULT_SPREAD else "")] if named else [])
+    return ", ".join(parts) or "plain"
+
+
+def read_manifest(folder: Path) -> Manifest:
+    folder = Path(folder)
+    path = folder / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise ArtifactError(f"{folder} is not a model folder: cannot read {MANIFEST_NAME} ({error.strerror})") from None
+    except ValueError:
+        raise ArtifactError(f"{path} is not valid JSON") from None
+    return Manifest.from_json(data, folder)
+
+
+def update_manifest(folder: Path, change: Callable[[Manifest], Manifest]) -> Manifest:
+    """Rewrite a model's manifest as `change(manifest)` returns it, atomically and under the folder's lock (scores
+    of one model may run in parallel, one per sampling seed: the lock keeps every record)."""
+    folder = read_manifest(folder).folder  # a one-line error for a folder that is not a model, before locking it
+    with folder_lock(folder):
+        changed = change(read_manifest(folder))
+        atomic_write_text(folder / MANIFEST_NAME, changed.to_text())
+    return changed
