@@ -1,4 +1,5 @@
-"""`train-gan VARIANT [--option value ...]`: train one preset, with every TrainConfig field as an option."""
+"""`train-gan [VARIANT] [--config FILE] [--option value ...]`: train one preset, with every TrainConfig field as
+an option; a config file may name the preset itself (variant = "..."), and then VARIANT may be left out."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from runtime.clitools import UserError, run_app
 from runtime.fsutil import atomic_write_text, remove_unfinished_writes
 
 from .checkpoint import CheckpointError
-from .config import FIELDS, ConfigError, TrainConfig, load_run_config, read_config_file, resolve
+from .config import FIELDS, ConfigError, TrainConfig, load_run_config, resolve, resolve_config_file
 from .data import DATA_ROOT_ENV, DataError, resolve_data_root
 from .presets import PRESETS
 
@@ -60,10 +61,12 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
         cfg = resolve(saved.variant, {k: v for k, v in saved.to_dict().items() if k != "variant"}, cli_values)
         run_dir = resume
     else:
-        if variant is None:
-            raise UserError(f"missing VARIANT; valid presets: {', '.join(PRESETS)}")
-        file_values = read_config_file(config_file) if config_file is not None else {}
-        cfg = resolve(variant, file_values, cli_values)
+        if config_file is not None:
+            cfg = resolve_config_file(config_file, variant, cli_values)
+        elif variant is None:
+            raise UserError(f"missing VARIANT (or a --config file that names it); valid presets: {', '.join(PRESETS)}")
+        else:
+            cfg = resolve(variant, cli_values)
         run_dir = run_dir or Path("runs") / f"{cfg.variant}_{cfg.architecture_tag}_seed{cfg.seed}"
     if dry_run:
         typer.echo(json.dumps({"run_dir": str(run_dir), **cfg.to_dict()}, indent=2))
@@ -100,10 +103,12 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
 
 def _build_signature() -> inspect.Signature:
     fixed = [
-        ("variant", Optional[str], typer.Argument(None, help="preset to train (see --list)", show_default=False)),
+        ("variant", Optional[str], typer.Argument(None, help="preset to train (see --list); optional when the --config "
+                                                   "file names it (variant = ...)", show_default=False)),
         ("list_presets", bool, typer.Option(False, "--list", help="list the presets, one line each, and exit")),
         ("dry_run", bool, typer.Option(False, "--dry-run", help="print the resolved config and exit")),
-        ("config_file", Optional[Path], typer.Option(None, "--config", help="TOML or YAML file of option = value")),
+        ("config_file", Optional[Path], typer.Option(None, "--config", help="TOML or YAML file of option = value "
+                                                         "(configs/NAME.toml: the recipe of artifacts/NAME)")),
         ("resume", Optional[Path], typer.Option(None, "--resume", help="continue the run in this folder")),
         ("run_dir", Optional[Path], typer.Option(None, "--run-dir", help="run folder [runs/VARIANT_ARCH_seedS]")),
         ("data_root", Optional[Path], typer.Option(None, "--data-root", help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")),
