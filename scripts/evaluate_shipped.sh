@@ -2,9 +2,9 @@
 # Export a finished run to artifacts/<variant>_<arch> and record its evaluations in the manifest:
 # proxy (plain and DRS 20 %) and P0 for each given sampling seed (plain; DRS 20 % with seed 0 when asked).
 #   scripts/evaluate_shipped.sh RUN ema|raw "P0_SEEDS" [drs] [match]
-#   e.g.  scripts/evaluate_shipped.sh wgan_gp_cond ema "0 1 2" drs
+#   e.g.  scripts/evaluate_shipped.sh wgan_gp_cond_mlp ema "0 1 2" drs
 # match: export with --match-intensities (a tone curve fitted to MNIST train's pixel histogram).
-# RUN is a folder under runs/ship/; ema|raw: which generator to ship (raw when the run's EMA still lags it,
+# RUN is a folder under runs/ship/ (scripts/train_shipped.sh NAME trains runs/ship/NAME); ema|raw: which generator to ship (raw when the run's EMA still lags it,
 # measured with the proxy). An existing artifact is kept: `rm -rf` it first to re-export.
 set -euo pipefail
 run=runs/ship/$1; weights=$2; seeds=$3; drs=; match=()

@@ -3,7 +3,8 @@
 # each c with each optimizer and print, per run, the last epoch's Wasserstein estimate, the largest
 # |estimate| of any epoch (exploding = unstable), the clipping saturation (overall and per critic layer)
 # and the proxy FID. The seeds keep the smallest c with a non-trivial estimate, stable losses and
-# 20-30 % of the weights at +-c.
+# 20-30 % of the weights at +-c. The c the shipped wgan_wc_mlp was trained with is in its recipe,
+# configs/wgan_wc_mlp.toml; the sweep itself trains the preset (raw G, no EMA), not that recipe.
 #   scripts/sweep_clip.sh [EPOCHS] [C_VALUES] [OPTIMIZERS]
 #   e.g.  scripts/sweep_clip.sh 10 "0.005 0.01 0.03 0.09" "rmsprop adam"
 set -euo pipefail

@@ -4,15 +4,16 @@
 #
 #   DEADLINE=460 OUT=runs/gpu_out scripts/train_gpu_candidates.sh [NAME="TRAIN-GAN OPTIONS" ...]
 #
-# With no candidates named it trains the three of the first lent H200 (2026-11-26), which made
-# wgan_gp_cond_conv_w96: w64="--conv-width 64" w64_ema9999="--conv-width 64 --ema-decay 0.9999"
-# w96_b128="--conv-width 96 --batch-size 128". The third lease (2026-11-27, the deeper critics of the README) ran
-#   DEADLINE=535 KEEP=2 OUT=$OUT scripts/train_gpu_candidates.sh d2="--conv-width 96 --batch-size 128 --critic-depth 2" \
-#     d3="--conv-width 96 --batch-size 128 --critic-depth 3" \
-#     d2_decay="--conv-width 96 --batch-size 128 --critic-depth 2 --epochs 100 --lr-decay-start 60"
-#
-# Each run is `train-gan wgan_gp_cond --config configs/wgan_gp_cond_conv.toml OPTIONS`, fp32,
-# stopped by SIGTERM at the deadline (train-gan then saves a mid-epoch checkpoint). A run
+# Each run is `train-gan --config configs/wgan_gp_cond_conv_w96.toml --epochs 2000 OPTIONS` (the shipped
+# GPU recipe; its OPTIONS state how a candidate differs from it), stopped by SIGTERM at the deadline
+# (train-gan then saves a mid-epoch checkpoint). With no candidates named it trains the three of the first
+# lent H200 (2026-11-26), which made wgan_gp_cond_conv_w96 (w96_b128: the recipe itself):
+# w64="--conv-width 64 --batch-size 64" w64_ema9999="--conv-width 64 --batch-size 64 --ema-decay 0.9999" w96_b128=
+# The third lease (2026-11-27, the deeper critics of the README) ran
+#   DEADLINE=535 KEEP=2 OUT=$OUT scripts/train_gpu_candidates.sh d2="--critic-depth 2" d3="--critic-depth 3" \
+#     d2_decay="--critic-depth 2 --epochs 100 --lr-decay-start 60"
+# (then each run was `... --config configs/wgan_gp_cond_conv.toml --precision fp32 --eval-every 10 --epochs 2000`
+# with --conv-width 96 --batch-size 128 in its OPTIONS: the same resolved configs). A run
 # folder that already holds a checkpoint is resumed, so calling again on the same machine continues.
 # OUT receives, for the KEEP (default: all) runs whose last proxy evaluation has the highest
 # min(precision k3, recall k3), the EMA generator + critic (no optimizer state or raw G: such a file
@@ -52,15 +53,15 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 
 train() {  # NAME OPTION...: one candidate, in the background of the caller
   local name=$1; shift
-  local start=(wgan_gp_cond --config configs/wgan_gp_cond_conv.toml --precision fp32 --run-dir "$RUNS/$name"
-               --epochs 2000 --eval-every 10 "$@")  # a candidate's own --epochs (with --lr-decay-start) wins
+  local start=(--config configs/wgan_gp_cond_conv_w96.toml --run-dir "$RUNS/$name"
+               --epochs 2000 "$@")  # until the deadline; a candidate's own --epochs (with --lr-decay-start) wins
   [ -f "$RUNS/$name/checkpoint.safetensors" ] && start=(--resume "$RUNS/$name")
   timeout -s TERM "$DEADLINE" python3 -c 'import sys; sys.argv[0] = "train-gan"; from training.cli import main; main()' \
     "${start[@]}" --device "${DEVICE:-cuda}" -q > "$RUNS/logs/$name.log" 2>&1
   echo "$name exit $?" >> "$RUNS/logs/$name.log"
 }
-[ $# -gt 0 ] || set -- w64="--conv-width 64" w64_ema9999="--conv-width 64 --ema-decay 0.9999" \
-  w96_b128="--conv-width 96 --batch-size 128"
+[ $# -gt 0 ] || set -- w64="--conv-width 64 --batch-size 64" \
+  w64_ema9999="--conv-width 64 --batch-size 64 --ema-decay 0.9999" w96_b128=
 for candidate in "$@"; do
   train "${candidate%%=*}" ${candidate#*=} &
 done

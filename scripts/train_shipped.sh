@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# How the shipped MLP models were trained on a 2-core CPU: every preset with the course template's
-# generator, the seeds' hyperparameters, EMA 0.999 of G, one thread per run so two runs share the cores.
-# Re-running resumes each run from its last checkpoint (runs/ship/<preset>).
-#   scripts/train_shipped.sh EPOCHS PRESET...
+# Train shipped models from their recipes: configs/NAME.toml is everything that made artifacts/NAME
+# (its preset and what differs from it, epochs included). What belongs to the machine stays here: the
+# device (DEVICE, default cpu: every shipped model but wgan_gp_cond_conv_w96, which took cuda) and one
+# thread per run, so that two runs share a 2-core CPU. Re-running resumes each run from its last checkpoint
+# (runs/ship/NAME) up to the epochs its config now says.
+#   scripts/train_shipped.sh NAME...
+#   e.g.  scripts/train_shipped.sh vanilla_mlp wgan_gp_mlp
+#         DEVICE=cuda scripts/train_shipped.sh wgan_gp_cond_conv_w96
 set -euo pipefail
-epochs=$1; shift
-export OMP_NUM_THREADS=1
-for preset in "$@"; do
-  run=runs/ship/$preset
+[[ $# -gt 0 ]] || { echo "usage: scripts/train_shipped.sh NAME... (names: $(cd configs && ls *.toml | sed 's/\.toml$//' | tr '\n' ' '))" >&2; exit 2; }
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+device=${DEVICE:-cpu}
+for name in "$@"; do
+  config=configs/$name.toml
+  [[ -f $config ]] || { echo "train_shipped.sh: error: no $config" >&2; exit 2; }
+  run=runs/ship/$name
   if [[ -f $run/checkpoint.safetensors ]]; then
-    train-gan --resume "$run" --epochs "$epochs" --quiet
+    epochs=$(train-gan --config "$config" --dry-run | python -c 'import json, sys; print(json.load(sys.stdin)["epochs"])')
+    train-gan --resume "$run" --epochs "$epochs" --device "$device" --quiet
   else
-    train-gan "$preset" --run-dir "$run" --epochs "$epochs" --ema-decay 0.999 --eval-every 2 \
-      --eval-protocol proxy --eval-samples 10000 --device cpu --quiet
+    train-gan --config "$config" --run-dir "$run" --device "$device" --quiet
   fi
 done

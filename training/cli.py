@@ -1,11 +1,12 @@
-"""`train-gan VARIANT [--option value ...]`: train one preset, with every TrainConfig field as an option."""
+"""`train-gan [VARIANT] [--config FILE] [--option value ...]`: train one preset, with every TrainConfig field as
+an option; a config file may name the preset itself (variant = "..."), and then VARIANT may be left out."""
 
 from __future__ import annotations
 
 import inspect
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -14,7 +15,7 @@ from common.errors import UserError
 from common.files import atomic_write_text, remove_unfinished_writes
 from common.mnist import DATA_ROOT_ENV, resolve_data_root
 
-from .config import FIELDS, TrainConfig, load_run_config, read_config_file, resolve
+from .config import FIELDS, TrainConfig, load_run_config, resolve, resolve_config_file
 from .presets import PRESETS
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -60,10 +61,12 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
         cfg = resolve(saved.variant, {k: v for k, v in saved.to_dict().items() if k != "variant"}, cli_values)
         run_dir = resume
     else:
-        if variant is None:
-            raise UserError(f"missing VARIANT; valid presets: {', '.join(PRESETS)}")
-        file_values = read_config_file(config_file) if config_file is not None else {}
-        cfg = resolve(variant, file_values, cli_values)
+        if config_file is not None:
+            cfg = resolve_config_file(config_file, variant, cli_values)
+        elif variant is None:
+            raise UserError(f"missing VARIANT (or a --config file that names it); valid presets: {', '.join(PRESETS)}")
+        else:
+            cfg = resolve(variant, cli_values)
         run_dir = run_dir or Path("runs") / f"{cfg.variant}_{cfg.architecture_tag}_seed{cfg.seed}"
     if dry_run:
         typer.echo(json.dumps({"run_dir": str(run_dir), **cfg.to_dict()}, indent=2))
@@ -99,15 +102,19 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
 
 
 def _build_signature() -> inspect.Signature:
+    """train_command's options: the fixed ones, then one per TrainConfig field (None: the preset's or default)."""
     fixed = [
-        ("variant", Optional[str], typer.Argument(None, help="preset to train (see --list)", show_default=False)),
-        ("list_presets", bool, typer.Option(False, "--list", help="list the presets, one line each, and exit")),
-        ("dry_run", bool, typer.Option(False, "--dry-run", help="print the resolved config and exit")),
-        ("config_file", Optional[Path], typer.Option(None, "--config", help="TOML or YAML file of option = value")),
-        ("resume", Optional[Path], typer.Option(None, "--resume", help="continue the run in this folder")),
-        ("run_dir", Optional[Path], typer.Option(None, "--run-dir", help="run folder [runs/VARIANT_ARCH_seedS]")),
-        ("data_root", Optional[Path], typer.Option(None, "--data-root", help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")),
-        ("quiet", bool, typer.Option(False, "--quiet", "-q", help="no progress bar (CI)")),
+        ("variant", Optional[str], None, typer.Argument(help="preset to train (see --list); optional when the --config "
+                                                        "file names it (variant = ...)", show_default=False)),
+        ("list_presets", bool, False, typer.Option("--list", help="list the presets, one line each, and exit")),
+        ("dry_run", bool, False, typer.Option("--dry-run", help="print the resolved config and exit")),
+        ("config_file", Optional[Path], None, typer.Option("--config", help="TOML or YAML file of option = value "
+                                                           "(configs/NAME.toml: the recipe of artifacts/NAME)")),
+        ("resume", Optional[Path], None, typer.Option("--resume", help="continue the run in this folder")),
+        ("run_dir", Optional[Path], None, typer.Option("--run-dir", help="run folder [runs/VARIANT_ARCH_seedS]")),
+        ("data_root", Optional[Path], None, typer.Option("--data-root",
+                                                         help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")),
+        ("quiet", bool, False, typer.Option("--quiet", "-q", help="no progress bar (CI)")),
     ]
     for name, field in FIELDS.items():
         if name == "variant":
@@ -115,16 +122,19 @@ def _build_signature() -> inspect.Signature:
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if field.type == "bool" else [flag]
         help_text = f"{field.metadata['help']} [default {field.default!r}, or the preset's]"
-        fixed.append((name, Optional[TYPES[field.type]], typer.Option(None, *decls, help=help_text, show_default=False)))
+        fixed.append((name, Optional[TYPES[field.type]], None, typer.Option(*decls, help=help_text,
+                                                                            show_default=False)))
     return inspect.Signature([
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, annotation, default in fixed
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
+        for name, kind, default, info in fixed
     ])
 
 
-train_command.__signature__ = _build_signature()
+train_command.__signature__ = _build_signature()  # type: ignore[attr-defined]
 train_command.__annotations__ = {p.name: p.annotation for p in train_command.__signature__.parameters.values()}
-app.command(name="train-gan", help=__doc__)(train_command)
+app.command(name="train-gan", help=__doc__, epilog="Examples: train-gan wgan_gp_cond --epochs 600;  "
+            "train-gan --config configs/wgan_gp_mlp.toml --device cpu;  train-gan --resume runs/wgan_gp_mlp_seed0 "
+            "--epochs 200")(train_command)
 
 
 def main() -> None:

@@ -135,6 +135,20 @@ def read_config_file(path: Path) -> dict:
     return data
 
 
+def resolve_config_file(path: Path, variant: str | None, *override_layers: dict) -> TrainConfig:
+    """`train-gan [VARIANT] --config FILE`: the preset is the file's `variant` key or VARIANT (both: they must
+    agree), then the file's other values, then each override layer; validated."""
+    values = read_config_file(path)
+    named = values.pop("variant", None)
+    if named is not None and not isinstance(named, str):
+        raise ConfigError(f"variant in {path} must be a preset name, got {named!r}")
+    if variant is not None and named is not None and named != variant:
+        raise ConfigError(f"preset {variant!r} conflicts with variant = {named!r} in {path}: give one, or the same")
+    if variant is None and named is None:
+        raise ConfigError(f"missing VARIANT: {path} names no preset (add variant = \"PRESET\" to it, or give PRESET)")
+    return resolve(variant or named, values, *override_layers)
+
+
 def _coerce(name: str, value):
     kind = FIELDS[name].type
     expected = {"int": int, "float": (int, float), "bool": bool, "str": str}[kind]
