@@ -56,8 +56,9 @@ def _connect(url: str, server: subprocess.Popen) -> Client:
 
 
 def main(
-    artifacts: Path | None = typer.Option(None, help="folder of exported models [$GAN_ARTIFACTS or artifacts/]",
-                                             show_default=False),
+    artifacts: Path | None = typer.Option(
+        None, help="folder of exported models [$GAN_ARTIFACTS or artifacts/]", show_default=False
+    ),
     model: str | None = typer.Option(None, help="model name [the demo's default]", show_default=False),
     requests: int = typer.Option(100, help="concurrent generate requests"),
     samples: int = typer.Option(64, help="images per request"),
@@ -68,12 +69,22 @@ def main(
     command = [sys.executable, "-c", "from demo.app import main; main()", "--port", str(port)]
     if artifacts is not None:
         command += ["--artifacts", str(artifacts)]
-    server = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    server = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         client = _connect(f"http://127.0.0.1:{port}/", server)
-        name = model or client.view_api(return_format="dict", print_info=False)[
-            "named_endpoints"]["/generate"]["parameters"][0]["parameter_default"]
+        name = (
+            model
+            or client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["parameters"][0][
+                "parameter_default"
+            ]
+        )
         client.predict(name, samples, "any", drs, 0, 1.0, api_name="/generate")  # warm-up
 
         start = threading.Barrier(requests)
@@ -102,18 +113,33 @@ def main(
 
     latencies = np.array([latency for latency, _ in outcomes])
     failures = [problem for _, problem in outcomes if problem is not None]
-    print(json.dumps({
-        "benchmark": "demo_load_generate", "model": name, "requests": requests, "samples_per_request": samples,
-        "drs_rate": drs or None, "images_fetched": fetch_images,
-        "failures": len(failures), "failure_examples": failures[:3],
-        "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
-        "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
-        "latency_max_s": round(float(latencies.max()), 3), "wall_s": round(wall, 3),
-        "requests_per_s": round(requests / wall, 2),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "gradio": gradio.__version__, "onnxruntime": onnxruntime.__version__,
-                    "providers": onnxruntime.get_available_providers()},
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "demo_load_generate",
+                "model": name,
+                "requests": requests,
+                "samples_per_request": samples,
+                "drs_rate": drs or None,
+                "images_fetched": fetch_images,
+                "failures": len(failures),
+                "failure_examples": failures[:3],
+                "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
+                "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
+                "latency_max_s": round(float(latencies.max()), 3),
+                "wall_s": round(wall, 3),
+                "requests_per_s": round(requests / wall, 2),
+                "machine": {
+                    "cpu": cpu_name(),
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "gradio": gradio.__version__,
+                    "onnxruntime": onnxruntime.__version__,
+                    "providers": onnxruntime.get_available_providers(),
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -55,16 +55,29 @@ def main(
         sampled = time.perf_counter()
         record = evaluator.score(samples)
         finished = time.perf_counter()
-        results[name] = {"seconds": round(finished - started, 2), "sampling_seconds": round(sampled - started, 2),
-                         "scoring_seconds": round(finished - sampled, 2),
-                         "reference_load_seconds": round(reference_seconds, 2),
-                         "fid": record["metrics"][f"{name}/fid"]}
-    print(json.dumps({
-        "benchmark": "eval_speed", "samples": n, "seed": seed, "source": str(run or "untrained vanilla"),
-        **{f"{name}_seconds": result["seconds"] for name, result in results.items()},
-        "proxy_target_seconds": 10.0, "details": results,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
-    }))
+        results[name] = {
+            "seconds": round(finished - started, 2),
+            "sampling_seconds": round(sampled - started, 2),
+            "scoring_seconds": round(finished - sampled, 2),
+            "reference_load_seconds": round(reference_seconds, 2),
+            "fid": record["metrics"][f"{name}/fid"],
+        }
+    print(
+        json.dumps(
+            {
+                "benchmark": "eval_speed",
+                "samples": n,
+                "seed": seed,
+                "source": str(run or "untrained vanilla"),
+                **{f"{name}_seconds": result["seconds"] for name, result in results.items()},
+                "proxy_target_seconds": 10.0,
+                "details": results,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "cpu": cpu_name(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,11 +40,16 @@ from runtime.model import GanModel  # noqa: E402
 
 def _latency_summary(latencies: list[float], failures: list[str], wall: float) -> dict:
     values = np.array(latencies)
-    return {"requests": len(latencies), "failures": len(failures), "failure_examples": failures[:3],
-            "latency_p50_s": round(float(np.percentile(values, 50)), 3),
-            "latency_p95_s": round(float(np.percentile(values, 95)), 3),
-            "latency_max_s": round(float(values.max()), 3), "wall_s": round(wall, 3),
-            "requests_per_s": round(len(latencies) / wall, 2)}
+    return {
+        "requests": len(latencies),
+        "failures": len(failures),
+        "failure_examples": failures[:3],
+        "latency_p50_s": round(float(np.percentile(values, 50)), 3),
+        "latency_p95_s": round(float(np.percentile(values, 95)), 3),
+        "latency_max_s": round(float(values.max()), 3),
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(len(latencies) / wall, 2),
+    }
 
 
 def _together(count: int, work) -> tuple[list, float]:
@@ -81,32 +86,61 @@ def shared_model_load(model: GanModel, requests: int, samples: int, drs_rate: fl
         return None if same else f"seed {seed}: not what a lone request returns"
 
     outcomes, wall = _together(requests, concurrent)
-    return {"kind": "threads sharing one GanModel", "samples_per_request": samples, "drs_rate": drs_rate,
-            **_latency_summary([t for t, _ in outcomes], [p for _, p in outcomes if p], wall)}
+    return {
+        "kind": "threads sharing one GanModel",
+        "samples_per_request": samples,
+        "drs_rate": drs_rate,
+        **_latency_summary([t for t, _ in outcomes], [p for _, p in outcomes if p], wall),
+    }
 
 
 def process_load(model: GanModel, processes: int, samples: int) -> dict:
-    expected = {seed: grid_png(model.generate(samples, seed=seed)[0], rows=max(1, math.isqrt(samples)))
-                for seed in range(1, processes + 1)}
+    expected = {
+        seed: grid_png(model.generate(samples, seed=seed)[0], rows=max(1, math.isqrt(samples)))
+        for seed in range(1, processes + 1)
+    }
     with tempfile.TemporaryDirectory() as folder:
+
         def one_process(seed: int) -> str | None:
             out = Path(folder) / f"grid_{seed}.png"
             result = subprocess.run(
-                [sys.executable, "-c", "from runtime.cli import main; main()", "sample", "--model",
-                 str(model.manifest.folder), "--n", str(samples), "--seed", str(seed), "--device", "cpu",
-                 "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+                [
+                    sys.executable,
+                    "-c",
+                    "from runtime.cli import main; main()",
+                    "sample",
+                    "--model",
+                    str(model.manifest.folder),
+                    "--n",
+                    str(samples),
+                    "--seed",
+                    str(seed),
+                    "--device",
+                    "cpu",
+                    "--out",
+                    str(out),
+                ],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             if result.returncode != 0:
                 return f"seed {seed}: exit {result.returncode}: {result.stderr.strip()[-200:]}"
             return None if out.read_bytes() == expected[seed] else f"seed {seed}: grid differs from a lone run's"
 
         outcomes, wall = _together(processes, one_process)
-    return {"kind": "gan-runtime sample processes", "samples_per_request": samples,
-            **_latency_summary([t for t, _ in outcomes], [p for _, p in outcomes if p], wall)}
+    return {
+        "kind": "gan-runtime sample processes",
+        "samples_per_request": samples,
+        **_latency_summary([t for t, _ in outcomes], [p for _, p in outcomes if p], wall),
+    }
 
 
 def main(
-    model: str | None = typer.Option(None, help="model name under artifacts/ or a folder [the best shipped]",
-                                        show_default=False),
+    model: str | None = typer.Option(
+        None, help="model name under artifacts/ or a folder [the best shipped]", show_default=False
+    ),
     requests: int = typer.Option(100, help="concurrent requests on the shared model"),
     samples: int = typer.Option(64, help="images per request"),
     drs: float = typer.Option(0.2, help="DRS target rate of the threaded requests (0 = off)"),
@@ -116,11 +150,22 @@ def main(
     results = [shared_model_load(gan, requests, samples, drs or None)]
     if processes:
         results.append(process_load(gan, processes, samples))
-    print(json.dumps({
-        "benchmark": "runtime_load", "model": gan.name, "results": results,
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "onnxruntime": onnxruntime.__version__, "load_average_1min": round(os.getloadavg()[0], 2)},
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "runtime_load",
+                "model": gan.name,
+                "results": results,
+                "machine": {
+                    "cpu": cpu_name(),
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "onnxruntime": onnxruntime.__version__,
+                    "load_average_1min": round(os.getloadavg()[0], 2),
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

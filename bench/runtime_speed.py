@@ -80,11 +80,15 @@ def runtime_worker(artifact: Path, repeats: int) -> dict:
     from runtime.model import GanModel
 
     model = GanModel(read_manifest(artifact), "cpu")
-    rates = {b: best_rate(lambda b=b: model.generate(IMAGES_PER_TIMING[b], seed=0, batch_size=b),
-                          IMAGES_PER_TIMING[b], repeats) for b in BATCH_SIZES}
+    rates = {
+        b: best_rate(
+            lambda b=b: model.generate(IMAGES_PER_TIMING[b], seed=0, batch_size=b), IMAGES_PER_TIMING[b], repeats
+        )
+        for b in BATCH_SIZES
+    }
     ratios, achieved = [], []
     for seed in range(repeats):  # plain and DRS alternate, so each ratio compares like moments
-        plain = _seconds(lambda: model.generate(DRS_IMAGES, seed=seed))
+        plain = _seconds(lambda seed=seed: model.generate(DRS_IMAGES, seed=seed))
         started = time.perf_counter()
         _, stats = model.generate(DRS_IMAGES, seed=seed, drs_rate=0.2)
         ratios.append((time.perf_counter() - started) / plain)
@@ -113,22 +117,33 @@ def eager_worker(run_dir: Path, artifact: Path, repeats: int) -> dict:
         labels = rng.integers(0, labels_count, n)
         with torch.inference_mode():
             for start in range(0, n, batch):
-                z, y = torch.from_numpy(eps[start:start + batch]), torch.from_numpy(labels[start:start + batch])
+                z, y = torch.from_numpy(eps[start : start + batch]), torch.from_numpy(labels[start : start + batch])
                 image = generator(z, y)
                 if with_head:  # what the exported generator graph also computes: D~ and F
                     head(critic(image, y))
                 unit_to_uint8(((image + 1) / 2)[:, 0].numpy())
 
     return {
-        name: {b: best_rate(lambda b=b, h=with_head: generate(IMAGES_PER_TIMING[b], b, h), IMAGES_PER_TIMING[b], repeats)
-               for b in BATCH_SIZES}
+        name: {
+            b: best_rate(lambda b=b, h=with_head: generate(IMAGES_PER_TIMING[b], b, h), IMAGES_PER_TIMING[b], repeats)
+            for b in BATCH_SIZES
+        }
         for name, with_head in (("eager_generator", False), ("eager_generator_and_head", True))
     }
 
 
 def worker(side: str, run_dir: Path, artifact: Path, repeats: int) -> dict:
-    command = [sys.executable, __file__, str(run_dir), "--artifact", str(artifact), "--worker", side,
-               "--repeats", str(repeats)]
+    command = [
+        sys.executable,
+        __file__,
+        str(run_dir),
+        "--artifact",
+        str(artifact),
+        "--worker",
+        side,
+        "--repeats",
+        str(repeats),
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{side} worker failed: {result.stderr[-1000:]}")
@@ -146,10 +161,20 @@ def median_of(rounds: list[dict], *keys) -> float:
 
 def compare(run_dir: Path, artifact: Path, scratch: Path, rounds: int, repeats: int) -> dict:
     png = scratch / "grid.png"
-    sample = [str(Path(sys.executable).with_name("gan-runtime")), "sample", "--model", str(artifact), "--seed", "0",
-              "--device", "cpu"]
-    cold_commands = {"runtime": [*sample, "--n", "100", "--out", str(png)],
-                     "eager": [sys.executable, "-c", EAGER_COLD_START, str(run_dir), str(png)]}
+    sample = [
+        str(Path(sys.executable).with_name("gan-runtime")),
+        "sample",
+        "--model",
+        str(artifact),
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    cold_commands = {
+        "runtime": [*sample, "--n", "100", "--out", str(png)],
+        "eager": [sys.executable, "-c", EAGER_COLD_START, str(run_dir), str(png)],
+    }
     cold = {side: [] for side in cold_commands}
     speed = []
     for _ in range(rounds):
@@ -162,25 +187,35 @@ def compare(run_dir: Path, artifact: Path, scratch: Path, rounds: int, repeats: 
 
     sides = ("runtime", "eager_generator", "eager_generator_and_head")
     per_round_ratio = {
-        baseline: {b: statistics.median(r["images_per_s"][str(b)] / r[baseline][str(b)] for r in speed)
-                   for b in BATCH_SIZES}
+        baseline: {
+            b: statistics.median(r["images_per_s"][str(b)] / r[baseline][str(b)] for r in speed) for b in BATCH_SIZES
+        }
         for baseline in sides[1:]
     }
     return {
         "cold_start_to_png_s": {
             side: {"median": statistics.median(s for s, _ in runs), "best": min(s for s, _ in runs)}
             for side, runs in cold.items()
-        } | {"target": 0.5},
-        "peak_rss_mb": {"runtime_sample_100": max(m for _, m in cold["runtime"]), "runtime_sample_10000_npy": rss_10k,
-                        "eager_sample_100": max(m for _, m in cold["eager"]), "target": 150},
+        }
+        | {"target": 0.5},
+        "peak_rss_mb": {
+            "runtime_sample_100": max(m for _, m in cold["runtime"]),
+            "runtime_sample_10000_npy": rss_10k,
+            "eager_sample_100": max(m for _, m in cold["eager"]),
+            "target": 150,
+        },
         "throughput_images_per_s_median": {
             side: {b: median_of(speed, "images_per_s" if side == "runtime" else side, str(b)) for b in BATCH_SIZES}
             for side in sides
         },
         "runtime_speedup_median_of_rounds": {f"vs_{baseline}": ratios for baseline, ratios in per_round_ratio.items()}
         | {"target_at_1024": 1.5},
-        "drs_at_20_percent": {"cost_vs_plain": median_of(speed, "drs_cost"),
-                              "achieved_rate": median_of(speed, "drs_achieved"), "images": DRS_IMAGES, "target": 6.0},
+        "drs_at_20_percent": {
+            "cost_vs_plain": median_of(speed, "drs_cost"),
+            "achieved_rate": median_of(speed, "drs_achieved"),
+            "images": DRS_IMAGES,
+            "target": 6.0,
+        },
     }
 
 
@@ -207,12 +242,25 @@ def main(
             export_run(run_dir, "onnx", artifact, resolve_data_root(None))
         results = compare(run_dir, artifact, Path(scratch), rounds, repeats)
         manifest = json.loads((artifact / "manifest.json").read_text())
-    typer.echo(json.dumps({
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_1min": [load_before, os.getloadavg()[0]]},
-        "model": {"variant": manifest["variant"], "architecture": manifest["architecture"], "run_dir": str(run_dir)},
-        **results,
-    }, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average_1min": [load_before, os.getloadavg()[0]],
+                },
+                "model": {
+                    "variant": manifest["variant"],
+                    "architecture": manifest["architecture"],
+                    "run_dir": str(run_dir),
+                },
+                **results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,10 @@ def template_style_images_per_second(root: Path, images: int, batch_size: int, n
 
 
 def ours_images_per_second(root: Path, images: int, batch_size: int, precision: str, seed: int) -> float:
-    cfg = resolve("wgan_gp", {"batch_size": batch_size, "train_limit": images, "precision": precision,
-                              "device": "cpu", "seed": seed})
+    cfg = resolve(
+        "wgan_gp",
+        {"batch_size": batch_size, "train_limit": images, "precision": precision, "device": "cpu", "seed": seed},
+    )
     trainer = Trainer(cfg, Path(tempfile.mkdtemp()), root, quiet=True)
     started = time.perf_counter()
     trainer.train_epoch()
@@ -82,15 +84,23 @@ def main(
     for loop in loops.values():  # warm-up: allocator, oneDNN kernels
         loop(batch_size * 10)
     best = {name: max(loop(images) for _ in range(repeats)) for name, loop in loops.items()}
-    print(json.dumps({
-        "benchmark": "train_speed_wgan_gp_mlp", "batch_size": batch_size, "images_per_pass": images,
-        "repeats": repeats,
-        **{f"{name}_images_per_s": round(value, 1) for name, value in best.items()},
-        "speedup_fp32": round(best["ours_fp32"] / best["template_style"], 3),
-        "speedup_bf16": round(best["ours_bf16"] / best["template_style"], 3),
-        "target_speedup": 2.0,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_speed_wgan_gp_mlp",
+                "batch_size": batch_size,
+                "images_per_pass": images,
+                "repeats": repeats,
+                **{f"{name}_images_per_s": round(value, 1) for name, value in best.items()},
+                "speedup_fp32": round(best["ours_fp32"] / best["template_style"], 3),
+                "speedup_bf16": round(best["ours_bf16"] / best["template_style"], 3),
+                "target_speedup": 2.0,
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "cpu": cpu_name(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

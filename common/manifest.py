@@ -114,8 +114,12 @@ class PriorInfo:
     def from_json(cls, data: Any, where: str) -> PriorInfo:
         if not isinstance(data, dict):
             raise ArtifactError(f"{where} lacks 'prior' or it is not a JSON object")
-        return cls(_take(data, "kind", "a string", where), _take(data, "num_labels", "a whole number", where),
-                   _take(data, "label_weights", "a list of numbers", where), _take(data, "label", "a string", where))
+        return cls(
+            _take(data, "kind", "a string", where),
+            _take(data, "num_labels", "a whole number", where),
+            _take(data, "label_weights", "a list of numbers", where),
+            _take(data, "label", "a string", where),
+        )
 
 
 @dataclass(frozen=True)
@@ -128,8 +132,9 @@ class GraphInfo:
     def from_json(cls, data: Any, where: str) -> GraphInfo:
         if not isinstance(data, dict) or not isinstance(data.get("file"), str):
             raise ArtifactError(where)
-        return cls(data["file"], _take(data, "inputs", "a JSON object", where),
-                   _take(data, "outputs", "a JSON object", where))
+        return cls(
+            data["file"], _take(data, "inputs", "a JSON object", where), _take(data, "outputs", "a JSON object", where)
+        )
 
 
 @dataclass(frozen=True)
@@ -152,13 +157,26 @@ class DrsCalibration:
         if not isinstance(data, dict):
             raise ArtifactError(f"{where} lacks 'drs' or it is not a JSON object")
         numbers = {key: _take(data, key, "a number", where) for key in ("scale", "bias", "max_logit", "epsilon")}
-        rates, gamma = _take(data, "rates", "a list of numbers", where), _take(data, "gamma", "a list of numbers", where)
+        rates, gamma = (
+            _take(data, "rates", "a list of numbers", where),
+            _take(data, "gamma", "a list of numbers", where),
+        )
         by_digit = _take(data, "gamma_by_digit", "a list", where, optional=True)
-        if len(rates) < 2 or len(gamma) != len(rates) or any(
-                not _KINDS["a list of numbers"](table) or len(table) != len(rates) for table in by_digit or []):
+        if (
+            len(rates) < 2
+            or len(gamma) != len(rates)
+            or any(not _KINDS["a list of numbers"](table) or len(table) != len(rates) for table in by_digit or [])
+        ):
             raise ArtifactError(f"{where}: the DRS gamma tables do not match its rates")
-        return cls(_take(data, "head", "a string", where), **numbers, burn_in=_take(data, "burn_in", "a whole number", where),
-                   rates=rates, gamma=gamma, gamma_by_digit=by_digit, fit=_take(data, "fit", "a JSON object", where))
+        return cls(
+            _take(data, "head", "a string", where),
+            **numbers,
+            burn_in=_take(data, "burn_in", "a whole number", where),
+            rates=rates,
+            gamma=gamma,
+            gamma_by_digit=by_digit,
+            fit=_take(data, "fit", "a JSON object", where),
+        )
 
 
 @dataclass(frozen=True)
@@ -175,8 +193,9 @@ class Sampling:
         try:
             spread = check_spread(data.get("spread"))
         except InvalidRequest:
-            raise ArtifactError(f"{where} names a default spread {data.get('spread')!r}; it must be a finite number "
-                                "> 0") from None
+            raise ArtifactError(
+                f"{where} names a default spread {data.get('spread')!r}; it must be a finite number > 0"
+            ) from None
         return cls(spread, data.get("chosen_by") or {})
 
 
@@ -210,7 +229,7 @@ class Manifest:
         if not isinstance(data, dict):
             raise ArtifactError(f"{where} is not a manifest (expected a JSON object)")
         if data.get("artifact") != ARTIFACT_KIND:
-            raise NotAGanExport(f"{folder} is not a GAN export (its manifest lacks \"artifact\": \"{ARTIFACT_KIND}\")")
+            raise NotAGanExport(f'{folder} is not a GAN export (its manifest lacks "artifact": "{ARTIFACT_KIND}")')
         version = _take(data, "format_version", "a whole number", where)
         if version != FORMAT_VERSION:
             raise ArtifactError(f"{where} has format_version {version}; this runtime reads {FORMAT_VERSION}")
@@ -243,13 +262,24 @@ class Manifest:
 
     def to_json(self) -> dict:
         """The manifest.json object: the contract's keys in their fixed order (`sampling` only when set)."""
-        data = {"artifact": ARTIFACT_KIND, "format_version": self.format_version, "variant": self.variant,
-                "architecture": self.architecture, "graph_format": self.graph_format, "latent_dim": self.latent_dim,
-                "conditional": self.conditional, "prior": dataclasses.asdict(self.prior),
-                "graphs": {role: dataclasses.asdict(info) for role, info in self.graphs.items()},
-                "intensity_matching": self.intensity_matching, "drs": dataclasses.asdict(self.drs),
-                "evaluation": self.evaluation, "opset": self.opset, "producers": self.producers,
-                "training": self.training, "sha256": self.sha256}
+        data = {
+            "artifact": ARTIFACT_KIND,
+            "format_version": self.format_version,
+            "variant": self.variant,
+            "architecture": self.architecture,
+            "graph_format": self.graph_format,
+            "latent_dim": self.latent_dim,
+            "conditional": self.conditional,
+            "prior": dataclasses.asdict(self.prior),
+            "graphs": {role: dataclasses.asdict(info) for role, info in self.graphs.items()},
+            "intensity_matching": self.intensity_matching,
+            "drs": dataclasses.asdict(self.drs),
+            "evaluation": self.evaluation,
+            "opset": self.opset,
+            "producers": self.producers,
+            "training": self.training,
+            "sha256": self.sha256,
+        }
         if self.sampling is not None:
             data["sampling"] = dataclasses.asdict(self.sampling)
         return data
@@ -278,26 +308,39 @@ class Manifest:
     def graph_file(self, role: str) -> str:
         return self.graphs[role].file
 
-    def evaluations(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None,
-                    spread: float | None = None) -> list[dict]:
+    def evaluations(
+        self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None, spread: float | None = None
+    ) -> list[dict]:
         """The manifest's evaluation records (eval-gan's format) under `protocol` at one sampling setting
         (spread None: the model's default)."""
         spread = self.default_spread if spread is None else spread
-        return [entry for entry in self._records()
-                if entry.get("protocol") == protocol and record_sampling(entry) == (drs_rate, spread)]
+        return [
+            entry
+            for entry in self._records()
+            if entry.get("protocol") == protocol and record_sampling(entry) == (drs_rate, spread)
+        ]
 
     def samplings(self) -> list[tuple[float | None, float]]:
         """The (DRS rate, spread) settings with records: no DRS first, then by DRS rate; within each, the
         default spread first, then the others from the widest down."""
-        return sorted({record_sampling(entry) for entry in self._records()},
-                      key=lambda setting: (setting[0] is not None, setting[0] or 0.0,
-                                           setting[1] != self.default_spread, -setting[1]))
+        return sorted(
+            {record_sampling(entry) for entry in self._records()},
+            key=lambda setting: (
+                setting[0] is not None,
+                setting[0] or 0.0,
+                setting[1] != self.default_spread,
+                -setting[1],
+            ),
+        )
 
     def _records(self) -> list[dict]:
-        return [entry for entry in self.evaluation if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict)]
+        return [
+            entry for entry in self.evaluation if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict)
+        ]
 
-    def metric_summary(self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None,
-                       spread: float | None = None) -> dict[str, MetricSummary]:
+    def metric_summary(
+        self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None, spread: float | None = None
+    ) -> dict[str, MetricSummary]:
         """Each metric's mean and spread over the recorded sampling seeds (PROTOCOL.md item 6)."""
         values: dict[str, list[float]] = {}
         for entry in self.evaluations(protocol, drs_rate, spread):
@@ -314,8 +357,11 @@ class Manifest:
         return summary.mean if summary else None
 
     def summary(self) -> str:
-        labels = "conditional (digit)" if self.conditional else (
-            f"mixture K={self.num_labels}" if self.num_labels else "unconditional")
+        labels = (
+            "conditional (digit)"
+            if self.conditional
+            else (f"mixture K={self.num_labels}" if self.num_labels else "unconditional")
+        )
         return f"{self.variant}, {self.architecture}, prior {self.prior.kind}, {labels}"
 
     def read_graph(self, role: str) -> bytes:
@@ -336,8 +382,10 @@ class Manifest:
         except OSError as error:
             raise ArtifactError(f"model {self.name}: cannot read {path} ({error.strerror})") from None
         if sha256_hex(data) != self.sha256.get(name):
-            raise ArtifactError(f"model {self.name}: {name} does not match the sha256 in its manifest "
-                                "(modified or truncated); re-export it with export-gan")
+            raise ArtifactError(
+                f"model {self.name}: {name} does not match the sha256 in its manifest "
+                "(modified or truncated); re-export it with export-gan"
+            )
         return data
 
     def verify(self) -> None:
@@ -357,7 +405,8 @@ def sampling_label(drs_rate: float | None, spread: float = DEFAULT_SPREAD, defau
     (`default`) is not 1 every spread is named and the default marked: 'spread 0.95 (default)', 'spread 1'."""
     named = spread != DEFAULT_SPREAD or default != DEFAULT_SPREAD
     parts = ([] if drs_rate is None else [f"DRS {drs_rate:.0%}"]) + (
-        [f"spread {spread:g}" + (" (default)" if spread == default != DEFAULT_SPREAD else "")] if named else [])
+        [f"spread {spread:g}" + (" (default)" if spread == default != DEFAULT_SPREAD else "")] if named else []
+    )
     return ", ".join(parts) or "plain"
 
 

@@ -54,4 +54,4 @@ def load_mnist_uint8(root: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
 def load_holdout_set(root: Path, holdout: int = HOLDOUT_IMAGES) -> tuple[np.ndarray, np.ndarray]:
     """The held-out tail of MNIST train (uint8), disjoint from training and from the test set."""
     images, labels = load_mnist_uint8(root, train=True)
-    return images[images.shape[0] - holdout:], labels[labels.shape[0] - holdout:]
+    return images[images.shape[0] - holdout :], labels[labels.shape[0] - holdout :]

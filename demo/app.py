@@ -36,12 +36,14 @@ def _shown_to_user(handler):
 
     The page renders an error's message as HTML and messages quote what the client sent: escape it.
     """
+
     @functools.wraps(handler)
     def wrapped(*args):
         try:
             return handler(*args)
         except UserError as error:
             raise gr.Error(html.escape(str(error), quote=False), print_exception=False) from None
+
     return wrapped
 
 
@@ -51,16 +53,25 @@ def _digit_dropdown(conditional: bool, unset: str, label: str) -> gr.Dropdown:
     The choices never change with the model (Gradio checks a request's value against the choices
     the page was built with); the server refuses a digit for an unconditional model.
     """
-    return gr.Dropdown(choices=[unset, *DIGITS], value=unset, label=label,
-                       interactive=conditional,
-                       info=None if conditional else "this model is unconditional: it draws digits by itself")
+    return gr.Dropdown(
+        choices=[unset, *DIGITS],
+        value=unset,
+        label=label,
+        interactive=conditional,
+        info=None if conditional else "this model is unconditional: it draws digits by itself",
+    )
 
 
 def spread_slider(value: float) -> gr.Slider:
     """The latent-spread slider, set to the model's default spread."""
-    return gr.Slider(*SPREAD_RANGE, value=value, step=0.01, label="Latent spread",
-                     info="scales the noise: below 1 typical digits (quality), above 1 varied ones (diversity); "
-                          "starts at the model's default")
+    return gr.Slider(
+        *SPREAD_RANGE,
+        value=value,
+        step=0.01,
+        label="Latent spread",
+        info="scales the noise: below 1 typical digits (quality), above 1 varied ones (diversity); "
+        "starts at the model's default",
+    )
 
 
 generate_digit_dropdown = functools.partial(_digit_dropdown, unset=ANY_DIGIT, label="Digit")
@@ -78,9 +89,13 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
     @_shown_to_user
     def select_model(name):
         model = models.model(name)
-        return (models.describe(name), generate_digit_dropdown(model.conditional),
-                spread_slider(model.default_spread), score_digit_dropdown(model.conditional),
-                gr.Image(value=models.sample_grid(name), label=models.grid_caption(name)))
+        return (
+            models.describe(name),
+            generate_digit_dropdown(model.conditional),
+            spread_slider(model.default_spread),
+            score_digit_dropdown(model.conditional),
+            gr.Image(value=models.sample_grid(name), label=models.grid_caption(name)),
+        )
 
     @_shown_to_user
     def generate(name, count, digit, rate, seed, spread):
@@ -89,14 +104,18 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
 
     def score(name, image, digit, rate):
         result = models.score(name, image, digit, rate)
-        lines = [f"Realness (calibrated probability of a real MNIST digit): **{result['realness']:.3f}**",
-                 f"DRS acceptance probability at a target rate of {result['drs_target_rate']:g}: "
-                 f"**{result['drs_acceptance_probability']:.3f}**"]
+        lines = [
+            f"Realness (calibrated probability of a real MNIST digit): **{result['realness']:.3f}**",
+            f"DRS acceptance probability at a target rate of {result['drs_target_rate']:g}: "
+            f"**{result['drs_acceptance_probability']:.3f}**",
+        ]
         if result["scored_as_digit"] is not None:
             lines.append(f"Scored as digit {result['scored_as_digit']}.")
         if result["classifier_digit"] is not None:
-            lines.append(f"The MNIST classifier reads a **{result['classifier_digit']}** "
-                         f"(probability {result['classifier_probability']:.2f}).")
+            lines.append(
+                f"The MNIST classifier reads a **{result['classifier_digit']}** "
+                f"(probability {result['classifier_probability']:.2f})."
+            )
         else:
             lines.append(models.classifier_note)
         return image, "  \n".join(lines), result
@@ -117,70 +136,126 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
     headers, rows = models.results_table()
     with gr.Blocks(title="MNIST GANs", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown("# MNIST GANs\nGenerate digits with the shipped models, score your own, compare the models.")
-        model = gr.Dropdown(choices=[(models.choice_label(name), name) for name in models.models],
-                            value=models.default, label="Model")
+        model = gr.Dropdown(
+            choices=[(models.choice_label(name), name) for name in models.models], value=models.default, label="Model"
+        )
         about = gr.Markdown(models.describe(models.default))
         with gr.Tab("Generate"):
             with gr.Row():
                 digit = generate_digit_dropdown(default.conditional)
                 count = gr.Slider(1, MAX_SAMPLES, value=64, step=1, label="Number of samples")
-                rate = gr.Slider(0, 1, value=0, step=0.01, label="DRS target acceptance rate",
-                                 info="0 = off; 0.2 keeps the 20% of proposals the critic finds most real")
+                rate = gr.Slider(
+                    0,
+                    1,
+                    value=0,
+                    step=0.01,
+                    label="DRS target acceptance rate",
+                    info="0 = off; 0.2 keeps the 20% of proposals the critic finds most real",
+                )
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed",
-                                 info="same seed and settings, same digits")
+                seed = gr.Number(
+                    value=0,
+                    precision=0,
+                    minimum=0,
+                    maximum=MAX_SEED,
+                    label="Seed",
+                    info="same seed and settings, same digits",
+                )
                 spread = spread_slider(default.default_spread)
             generate_button = gr.Button("Generate", variant="primary")
-            gallery = gr.Gallery(label="Samples", columns=16, format="png", object_fit="contain", height="auto",
-                                 elem_id="samples", interactive=False)
+            gallery = gr.Gallery(
+                label="Samples",
+                columns=16,
+                format="png",
+                object_fit="contain",
+                height="auto",
+                elem_id="samples",
+                interactive=False,
+            )
             with gr.Row():
                 achieved = gr.Number(value=None, label="Achieved acceptance rate", interactive=False)
                 acceptance = gr.Markdown()
         with gr.Tab("Score"), gr.Row():
             with gr.Column():
                 with gr.Tab("Draw"):
-                    sketch = gr.Sketchpad(label="Draw a digit (pick the brush on the left first)", type="pil",
-                                          format="png", canvas_size=(280, 280),
-                                          brush=gr.Brush(default_size=12, colors=["#000000"], color_mode="fixed"))
+                    sketch = gr.Sketchpad(
+                        label="Draw a digit (pick the brush on the left first)",
+                        type="pil",
+                        format="png",
+                        canvas_size=(280, 280),
+                        brush=gr.Brush(default_size=12, colors=["#000000"], color_mode="fixed"),
+                    )
                     score_drawing_button = gr.Button("Score the drawing", variant="primary")
                 with gr.Tab("Upload"):
-                    upload = gr.File(label=f"PNG or JPEG, up to {MAX_UPLOAD_BYTES >> 20} MB and "
-                                           f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels",
-                                     file_types=[".png", ".jpg", ".jpeg"], type="filepath")
+                    upload = gr.File(
+                        label=f"PNG or JPEG, up to {MAX_UPLOAD_BYTES >> 20} MB and "
+                        f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels",
+                        file_types=[".png", ".jpg", ".jpeg"],
+                        type="filepath",
+                    )
                     score_upload_button = gr.Button("Score the upload", variant="primary")
                 score_digit = score_digit_dropdown(default.conditional)
-                score_rate = gr.Slider(0.01, 1, value=0.2, step=0.01, label="DRS target rate",
-                                       info="the rate at which the acceptance probability is computed")
+                score_rate = gr.Slider(
+                    0.01,
+                    1,
+                    value=0.2,
+                    step=0.01,
+                    label="DRS target rate",
+                    info="the rate at which the acceptance probability is computed",
+                )
             with gr.Column():
-                scored = gr.Image(label="What the model scores (28x28, light digit on black)", elem_id="scored",
-                                  interactive=False, format="png", height=224)
+                scored = gr.Image(
+                    label="What the model scores (28x28, light digit on black)",
+                    elem_id="scored",
+                    interactive=False,
+                    format="png",
+                    height=224,
+                )
                 verdict = gr.Markdown()
                 details = gr.JSON(label="Scores")
         with gr.Tab("Model card"):
-            gr.Markdown("Results of the shipped models under protocol P0 (FID, precision and recall on 10,000 "
-                        "samples against the 10,000 MNIST test images), as recorded in their manifests.")
+            gr.Markdown(
+                "Results of the shipped models under protocol P0 (FID, precision and recall on 10,000 "
+                "samples against the 10,000 MNIST test images), as recorded in their manifests."
+            )
             gr.Dataframe(value=rows, headers=headers, interactive=False, label="P0 results")
             if models.skipped:
                 gr.Markdown("Not served: " + "; ".join(f"{name} ({why})" for name, why in models.skipped.items()))
-            grid = gr.Image(value=models.sample_grid(models.default), label=models.grid_caption(models.default),
-                            elem_id="sample-grid", interactive=False, format="png")
+            grid = gr.Image(
+                value=models.sample_grid(models.default),
+                label=models.grid_caption(models.default),
+                elem_id="sample-grid",
+                interactive=False,
+                format="png",
+            )
 
         model.change(select_model, model, [about, digit, spread, score_digit, grid], api_name="select_model")
-        generate_button.click(generate, [model, count, digit, rate, seed, spread], [gallery, achieved, acceptance],
-                              api_name="generate")
+        generate_button.click(
+            generate, [model, count, digit, rate, seed, spread], [gallery, achieved, acceptance], api_name="generate"
+        )
         score_outputs = [scored, verdict, details]
-        score_drawing_button.click(score_drawing, [model, sketch, score_digit, score_rate], score_outputs,
-                                   api_name="score_drawing")
-        score_upload_button.click(score_upload, [model, upload, score_digit, score_rate], score_outputs,
-                                  api_name="score_upload")
+        score_drawing_button.click(
+            score_drawing, [model, sketch, score_digit, score_rate], score_outputs, api_name="score_drawing"
+        )
+        score_upload_button.click(
+            score_upload, [model, upload, score_digit, score_rate], score_outputs, api_name="score_upload"
+        )
     return app
 
 
 def launch(app: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, block: bool = True) -> None:
     """Serve `app`; with block=False return once it listens (tests, benchmarks: app.close() stops it)."""
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
-    app.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD_BYTES, css=CSS, ssr_mode=False,
-               show_error=False, prevent_thread_lock=not block, quiet=not block)
+    app.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=MAX_UPLOAD_BYTES,
+        css=CSS,
+        ssr_mode=False,
+        show_error=False,
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
 
 
 cli = typer.Typer(add_completion=False)
@@ -190,8 +265,9 @@ cli = typer.Typer(add_completion=False)
 def serve(
     host: str = typer.Option(DEFAULT_HOST, "--host", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(DEFAULT_PORT, "--port", help="TCP port"),
-    artifacts: Path | None = typer.Option(None, "--artifacts", show_default=False,
-                                             help=f"folder of exported models [${ARTIFACTS_ENV} or artifacts/]"),
+    artifacts: Path | None = typer.Option(
+        None, "--artifacts", show_default=False, help=f"folder of exported models [${ARTIFACTS_ENV} or artifacts/]"
+    ),
 ) -> None:
     if not 1 <= port <= 65535:
         raise UserError(f"--port must be in 1..65535, got {port}")
@@ -199,8 +275,10 @@ def serve(
     try:
         launch(app, host, port)
     except OSError:  # Gradio's message names its own environment variables; say it in the CLI's terms
-        raise UserError(f"cannot listen on {host}:{port}: the port is in use or the address is not this "
-                        "machine's (choose another --port or --host)") from None
+        raise UserError(
+            f"cannot listen on {host}:{port}: the port is in use or the address is not this "
+            "machine's (choose another --port or --host)"
+        ) from None
 
 
 def main() -> None:

@@ -47,8 +47,10 @@ def digit_choice(value, model: GanModel, unset: str) -> int | None:
         raise DemoError(f"digit must be {unset!r} or 0..9, got {value!r}")
     digit = check_digit(int(text))
     if not model.conditional:
-        raise DemoError(f"model {model.name} is unconditional ({model.manifest.summary()}): "
-                        f"it takes no digit; choose {unset!r} or a conditional model")
+        raise DemoError(
+            f"model {model.name} is unconditional ({model.manifest.summary()}): "
+            f"it takes no digit; choose {unset!r} or a conditional model"
+        )
     return digit
 
 
@@ -65,9 +67,17 @@ def p0_rows(manifest: Manifest) -> list[tuple[str, dict[str, str]]]:
         if summary:
             seeds = max(item.seeds for item in summary.values())
             sampling = f"{sampling_label(rate, spread, manifest.default_spread)}, {seeds} seed{'s' * (seeds > 1)}"
-            rows.append((sampling, {name: f"{summary[name].mean:.3g}" + (
-                f" ± {summary[name].spread:.2g}" if summary[name].seeds > 1 else "")
-                for name in CARD_METRICS if name in summary}))
+            rows.append(
+                (
+                    sampling,
+                    {
+                        name: f"{summary[name].mean:.3g}"
+                        + (f" ± {summary[name].spread:.2g}" if summary[name].seeds > 1 else "")
+                        for name in CARD_METRICS
+                        if name in summary
+                    },
+                )
+            )
     return rows
 
 
@@ -85,16 +95,21 @@ class DemoModels:
         self.models = {entry.name: GanModel(entry.manifest, device) for entry in served}
         self.default = best_model(served)[0].name
         # Folders with a manifest that cannot be served, and why (the classifier is not a GAN: not listed).
-        self.skipped = {entry.name: entry.problem or f"a {entry.manifest.graph_format} export (the demo runs ONNX)"
-                        for entry in shipped if entry.name not in self.models and entry.name != CLASSIFIER_FOLDER}
+        self.skipped = {
+            entry.name: entry.problem or f"a {entry.manifest.graph_format} export (the demo runs ONNX)"
+            for entry in shipped
+            if entry.name not in self.models and entry.name != CLASSIFIER_FOLDER
+        }
         self.classifier, self.classifier_note = self._load_classifier()
         self._grids: dict[str, np.ndarray] = {}
 
     def _load_classifier(self) -> tuple[DigitClassifier | None, str | None]:
         folder = self.root / CLASSIFIER_FOLDER
         if not folder.is_dir():
-            return None, (f"No digit reading: the project's MNIST classifier is not shipped in {folder} "
-                          "(`eval-gan train-classifier` writes it).")
+            return None, (
+                f"No digit reading: the project's MNIST classifier is not shipped in {folder} "
+                "(`eval-gan train-classifier` writes it)."
+            )
         try:
             return DigitClassifier.load(folder), None
         except ArtifactError as error:
@@ -117,12 +132,15 @@ class DemoModels:
         """Markdown: what the model is and its P0 results."""
         model = self.models[name]
         manifest = model.manifest
-        lines = [f"**{name}**: {manifest.summary()}, latent dim {model.latent_dim}, "
-                 f"epochs trained: {manifest.training.get('epochs_completed', 'not recorded')}."]
+        lines = [
+            f"**{name}**: {manifest.summary()}, latent dim {model.latent_dim}, "
+            f"epochs trained: {manifest.training.get('epochs_completed', 'not recorded')}."
+        ]
         chosen = manifest.sampling.chosen_by if manifest.sampling else {}
         if "rule" in chosen and "reference" in chosen:
-            lines.append(f"Default latent spread {manifest.default_spread:g}: {chosen['rule']}, against "
-                         f"{chosen['reference']}.")
+            lines.append(
+                f"Default latent spread {manifest.default_spread:g}: {chosen['rule']}, against {chosen['reference']}."
+            )
         results = p0_rows(manifest)
         for sampling, metrics in results:
             lines.append(f"P0 ({sampling}): " + ", ".join(f"{name} {value}" for name, value in metrics.items()))
@@ -132,8 +150,15 @@ class DemoModels:
 
     def results_table(self) -> tuple[list[str], list[list[str]]]:
         """(headers, rows): one row per model and sampling (plain, each DRS rate) with P0 means over seeds."""
-        headers = ["model", "variant", "architecture", "prior", "labels", "sampling",
-                   *(f"P0 {name}" for name in CARD_METRICS)]
+        headers = [
+            "model",
+            "variant",
+            "architecture",
+            "prior",
+            "labels",
+            "sampling",
+            *(f"P0 {name}" for name in CARD_METRICS),
+        ]
         rows = []
         for name, model in self.models.items():
             manifest = model.manifest
@@ -165,16 +190,24 @@ class DemoModels:
         spread = check_spread(spread, "the latent spread", SPREAD_RANGE)
         bound = min(MAX_PROPOSALS, math.ceil(10 * count / rate)) if rate is not None else None
         try:
-            images, stats = model.generate(count, seed=seed, digit=chosen, drs_rate=rate, spread=spread,
-                                           max_proposals=bound)
+            images, stats = model.generate(
+                count, seed=seed, digit=chosen, drs_rate=rate, spread=spread, max_proposals=bound
+            )
         except ProposalLimitReached:
-            raise DemoError(f"DRS at a target rate of {rate:g} did not accept {count} images within "
-                            f"{bound:,} proposals; ask for fewer samples or a higher rate") from None
+            raise DemoError(
+                f"DRS at a target rate of {rate:g} did not accept {count} images within "
+                f"{bound:,} proposals; ask for fewer samples or a higher rate"
+            ) from None
         if rate is None:
             return images, 1.0, f"DRS off: all {count} samples kept."
-        return images, stats.acceptance_rate, (
-            f"DRS target {rate * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "
-            f"(achieved {stats.acceptance_rate:.1%}).")
+        return (
+            images,
+            stats.acceptance_rate,
+            (
+                f"DRS target {rate * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "
+                f"(achieved {stats.acceptance_rate:.1%})."
+            ),
+        )
 
     def score(self, name, image: np.ndarray, digit, rate) -> dict:
         """Scores of one uint8 [28, 28] image under the model, and the classifier's reading if shipped."""

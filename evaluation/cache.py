@@ -45,7 +45,9 @@ class Reference:
 
 def reference_key(protocol: Protocol, fingerprint: dict, real_images: np.ndarray) -> str:
     definition = {
-        "protocol": protocol.name, "ks": list(protocol.ks), "extractor": fingerprint,
+        "protocol": protocol.name,
+        "ks": list(protocol.ks),
+        "extractor": fingerprint,
         "preprocessing": PREPROCESSING_VERSION,
         "real_images": {"count": len(real_images), "sha256": hashlib.sha256(real_images.tobytes()).hexdigest()},
     }
@@ -64,16 +66,22 @@ def _path(stem: str, key: str, suffix: str) -> Path:
 def _read(path: Path, ks: tuple[int, ...]) -> Reference | None:
     try:
         with np.load(path, allow_pickle=False) as data:
-            return Reference(data["features"], GaussianStats(data["mean"], data["cov"]),
-                             {k: data[f"radii_k{k}"] for k in ks})
+            return Reference(
+                data["features"], GaussianStats(data["mean"], data["cov"]), {k: data[f"radii_k{k}"] for k in ks}
+            )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent or unreadable: recompute
         return None
 
 
 def _write(stem: str, key: str, reference: Reference) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, features=reference.features, mean=reference.stats.mean, cov=reference.stats.cov,
-             **{f"radii_k{k}": radii for k, radii in reference.radii.items()})
+    np.savez(
+        buffer,
+        features=reference.features,
+        mean=reference.stats.mean,
+        cov=reference.stats.cov,
+        **{f"radii_k{k}": radii for k, radii in reference.radii.items()},
+    )
     cache_dir().mkdir(parents=True, exist_ok=True)
     for older in cache_dir().glob(f"{stem}-*"):  # this reference's previous definitions
         if not older.name.startswith(f"{stem}-{key}"):

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -43,13 +43,19 @@ from .studies import (
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0], no_args_is_help=True)
 
-SamplesOption = Annotated[int | None, typer.Option("--n", min=1, show_default=False,
-                                                      help="samples (default: the protocol's 10,000)")]
-RawGeneratorOption = Annotated[bool, typer.Option("--raw-generator", help="the run's trained generator, not its EMA "
-                                                  "(as `export-gan --raw-generator` ships it)")]
+SamplesOption = Annotated[
+    int | None, typer.Option("--n", min=1, show_default=False, help="samples (default: the protocol's 10,000)")
+]
+RawGeneratorOption = Annotated[
+    bool,
+    typer.Option(
+        "--raw-generator", help="the run's trained generator, not its EMA (as `export-gan --raw-generator` ships it)"
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
-DataRootOption = Annotated[Path | None, typer.Option("--data-root", show_default=False,
-                                                        help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")]
+DataRootOption = Annotated[
+    Path | None, typer.Option("--data-root", show_default=False, help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")
+]
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,37 @@ class Scoring:
 
 
 _SCORING_OPTIONS = [
-    ("protocol", str, "p0", typer.Option("--protocol", help=f"{' or '.join(PROTOCOLS)}: p0 is Inception, the "
-                                         "reported protocol; proxy is the MNIST classifier, for monitoring")),
-    ("seed", int, 0, typer.Option("--seed", callback=validated(check_seed, "--seed"),
-                                  help="sampling seed (recorded with every number)")),
-    ("data_root", Optional[Path], None, DataRootOption.__metadata__[0]),
-    ("json_path", Optional[Path], None, typer.Option("--json", show_default=False,
-                                                     help="also write the records as JSON to this file")),
-    ("markdown_path", Optional[Path], None, typer.Option("--markdown", show_default=False,
-                                                         help="also write the Markdown table to this file")),
+    (
+        "protocol",
+        str,
+        "p0",
+        typer.Option(
+            "--protocol",
+            help=f"{' or '.join(PROTOCOLS)}: p0 is Inception, the "
+            "reported protocol; proxy is the MNIST classifier, for monitoring",
+        ),
+    ),
+    (
+        "seed",
+        int,
+        0,
+        typer.Option(
+            "--seed", callback=validated(check_seed, "--seed"), help="sampling seed (recorded with every number)"
+        ),
+    ),
+    ("data_root", Path | None, None, DataRootOption.__metadata__[0]),
+    (
+        "json_path",
+        Path | None,
+        None,
+        typer.Option("--json", show_default=False, help="also write the records as JSON to this file"),
+    ),
+    (
+        "markdown_path",
+        Path | None,
+        None,
+        typer.Option("--markdown", show_default=False, help="also write the Markdown table to this file"),
+    ),
     ("quiet", bool, False, QuietOption.__metadata__[0]),
 ]
 
@@ -98,9 +126,10 @@ def scoring_command(name: str, examples: str) -> Callable:
 
     def decorate(function: Callable) -> Callable:
         own = [p for p in inspect.signature(function).parameters.values() if p.name != "scoring"]
-        shared = [inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                    annotation=Annotated[kind, info])
-                  for option, kind, default, info in _SCORING_OPTIONS]
+        shared = [
+            inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
+            for option, kind, default, info in _SCORING_OPTIONS
+        ]
 
         @functools.wraps(function)
         def command(**values):
@@ -113,23 +142,33 @@ def scoring_command(name: str, examples: str) -> Callable:
     return decorate
 
 
-def open_source(path: Path, n: int | None, seed: int, class_sampling: str | None, data_root: Path,
-                default_samples: int, progress: bool = False, drs_rate: float | None = None,
-                spread: float | None = None) -> Samples:
+def open_source(
+    path: Path,
+    n: int | None,
+    seed: int,
+    class_sampling: str | None,
+    data_root: Path,
+    default_samples: int,
+    progress: bool = False,
+    drs_rate: float | None = None,
+    spread: float | None = None,
+) -> Samples:
     """A run folder or checkpoint, or an exported artifact (n samples, default `default_samples`, from
     `seed`, through DRS at `drs_rate` if given, noise scaled by `spread`, default the model's), or a folder
     of PNGs (the first n, default all)."""
     path = Path(path)
     if not path.exists():
-        raise EvaluationError(f"{path} does not exist; give a run folder, its checkpoint, an exported "
-                              "artifact or a folder of PNGs")
+        raise EvaluationError(
+            f"{path} does not exist; give a run folder, its checkpoint, an exported artifact or a folder of PNGs"
+        )
     if drs_rate is not None and not is_artifact(path):
         raise EvaluationError(f"--drs-rate needs an exported artifact (its calibrated DRS head); {path} is not one")
     if spread is not None and not is_artifact(path):
         raise EvaluationError(f"--spread needs an exported artifact; {path} is not one")
     if run_dir_of(path) is not None:
-        return sample_run(load_generator(path), str(path), n or default_samples, seed, class_sampling, data_root,
-                          progress)
+        return sample_run(
+            load_generator(path), str(path), n or default_samples, seed, class_sampling, data_root, progress
+        )
     if is_artifact(path):
         return sample_artifact(path, n or default_samples, seed, class_sampling, data_root, drs_rate, spread)
     if path.is_dir():
@@ -161,36 +200,83 @@ def _parse_numbers(text: str, option: str, rule: Callable | None = None) -> list
     return numbers
 
 
-@scoring_command("score", "eval-gan score artifacts/wgan_gp_cond_mlp --seed 1 --record;  "
-                          "eval-gan score runs/wgan_gp_mlp_seed0 --protocol proxy --n 2000")
+@scoring_command(
+    "score",
+    "eval-gan score artifacts/wgan_gp_cond_mlp --seed 1 --record;  "
+    "eval-gan score runs/wgan_gp_mlp_seed0 --protocol proxy --n 2000",
+)
 def score_command(
     scoring: Scoring,
-    source: Annotated[Path, typer.Argument(help="a run folder (or its checkpoint.safetensors), an exported "
-                                           "artifact folder, or a folder of PNGs")],
-    n: Annotated[int | None, typer.Option("--n", min=1, show_default=False, help="samples to generate (default: "
-                                             "the protocol's 10,000); for a PNG folder the first N images "
-                                             "(default: all)")] = None,
-    class_sampling: Annotated[str | None, typer.Option("--class-sampling", show_default=False, help="conditional "
-                                                          "models: uniform (equal counts per digit, default) or "
-                                                          "mnist (MNIST train frequencies)")] = None,
-    drs_rate: Annotated[float | None, typer.Option("--drs-rate", callback=validated(check_rate, "--drs-rate"),
-                                                      show_default=False, help="exported artifacts: sample through "
-                                                      "DRS at this target acceptance rate (0.2 = 20 %)")] = None,
-    spread: Annotated[float | None, typer.Option("--spread", callback=validated(check_spread, "--spread"),
-                                                    show_default=False, help="exported artifacts: scale the latent "
-                                                    "noise eps by this (below 1: truncation, typical digits; above "
-                                                    "1: more varied ones) [the model's default spread]")] = None,
-    record: Annotated[bool, typer.Option("--record", help="exported artifacts: add the result to the artifact's "
-                                         "manifest.json (replacing the same protocol/seed/samples/DRS/spread "
-                                         "measurement)")] = False,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="a run folder (or its checkpoint.safetensors), an exported artifact folder, or a folder of PNGs"
+        ),
+    ],
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n",
+            min=1,
+            show_default=False,
+            help="samples to generate (default: "
+            "the protocol's 10,000); for a PNG folder the first N images "
+            "(default: all)",
+        ),
+    ] = None,
+    class_sampling: Annotated[
+        str | None,
+        typer.Option(
+            "--class-sampling",
+            show_default=False,
+            help="conditional models: uniform (equal counts per digit, default) or mnist (MNIST train frequencies)",
+        ),
+    ] = None,
+    drs_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--drs-rate",
+            callback=validated(check_rate, "--drs-rate"),
+            show_default=False,
+            help="exported artifacts: sample through DRS at this target acceptance rate (0.2 = 20 %)",
+        ),
+    ] = None,
+    spread: Annotated[
+        float | None,
+        typer.Option(
+            "--spread",
+            callback=validated(check_spread, "--spread"),
+            show_default=False,
+            help="exported artifacts: scale the latent "
+            "noise eps by this (below 1: truncation, typical digits; above "
+            "1: more varied ones) [the model's default spread]",
+        ),
+    ] = None,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="exported artifacts: add the result to the artifact's "
+            "manifest.json (replacing the same protocol/seed/samples/DRS/spread "
+            "measurement)",
+        ),
+    ] = False,
 ):
     """Score a run, an exported artifact or a folder of PNGs against MNIST test."""
     if record and not is_artifact(source):
         raise EvaluationError(f"--record needs an exported artifact folder; {source} is not one")
     evaluator = scoring.evaluator()
-    samples = open_source(source, n if n is None else evaluator.sample_count(n), scoring.seed, class_sampling,
-                          scoring.root, evaluator.protocol.samples, progress=not scoring.quiet, drs_rate=drs_rate,
-                          spread=spread)
+    samples = open_source(
+        source,
+        n if n is None else evaluator.sample_count(n),
+        scoring.seed,
+        class_sampling,
+        scoring.root,
+        evaluator.protocol.samples,
+        progress=not scoring.quiet,
+        drs_rate=drs_rate,
+        spread=spread,
+    )
     result = evaluator.score(samples)
     scoring.report("score", [result], evaluator, label=("source", lambda r: r["source"] + _sampling_suffix(r)))
     if record:
@@ -209,19 +295,23 @@ def floor_command(scoring: Scoring, n: SamplesOption = None):
 def sigma_sweep_command(
     scoring: Scoring,
     run: Annotated[Path, typer.Argument(help="a run folder whose prior is a Gaussian mixture")],
-    sigmas: Annotated[str, typer.Option("--sigmas", help="comma-separated σ values (the seeds' Figure 1)")]
-    = "0.15,0.5,1.0",
+    sigmas: Annotated[
+        str, typer.Option("--sigmas", help="comma-separated σ values (the seeds' Figure 1)")
+    ] = "0.15,0.5,1.0",
     n: SamplesOption = None,
-    figure: Annotated[Path | None, typer.Option("--figure", show_default=False, help="figure file (default: "
-                                                   "RUN/plots/sigma_sweep_PROTOCOL.png)")] = None,
+    figure: Annotated[
+        Path | None,
+        typer.Option("--figure", show_default=False, help="figure file (default: RUN/plots/sigma_sweep_PROTOCOL.png)"),
+    ] = None,
     raw_generator: RawGeneratorOption = False,
 ):
     """Quality vs diversity: every mixture component's σ set to each value at sampling time."""
     values = _parse_numbers(sigmas, "--sigmas")
     generator = load_generator(run, raw_generator)
     evaluator = scoring.evaluator()
-    samplers = sigma_samplers(generator, str(run), values, evaluator.sample_count(n), scoring.seed, scoring.root,
-                              not scoring.quiet)
+    samplers = sigma_samplers(
+        generator, str(run), values, evaluator.sample_count(n), scoring.seed, scoring.root, not scoring.quiet
+    )
     records, strips = sigma_sweep(samplers, evaluator)
     plot_sigma_sweep(records, strips, figure or run / "plots" / f"sigma_sweep_{scoring.protocol}.png")
     scoring.report("sigma_sweep", records, evaluator, label=("σ", lambda r: r["sigma"]))
@@ -237,8 +327,9 @@ def class_sampling_command(
     """Uniform digits (n/10 each) vs MNIST train frequencies for a conditional model."""
     generator = load_generator(run, raw_generator)
     evaluator = scoring.evaluator()
-    sample_with = class_samplers(generator, str(run), evaluator.sample_count(n), scoring.seed, scoring.root,
-                                 not scoring.quiet)
+    sample_with = class_samplers(
+        generator, str(run), evaluator.sample_count(n), scoring.seed, scoring.root, not scoring.quiet
+    )
     scoring.report("class_sampling", class_sampling_study(sample_with, evaluator), evaluator)
 
 
@@ -246,10 +337,13 @@ def class_sampling_command(
 def rejection_study_command(
     scoring: Scoring,
     artifact: Annotated[Path, typer.Argument(help="an exported artifact folder")],
-    keeps: Annotated[list[float], typer.Option("--keep", help="share of the samples kept by each rule (repeat the "
-                                               "option for several)")] = [0.9, 0.8],  # noqa: B006 (Typer's default)
-    n: Annotated[int, typer.Option("--n", min=1, help="samples generated; each rule keeps a share of the same "
-                                   "ones")] = 3000,
+    keeps: Annotated[
+        list[float],
+        typer.Option("--keep", help="share of the samples kept by each rule (repeat the option for several)"),
+    ] = [0.9, 0.8],  # noqa: B006 (Typer's default)
+    n: Annotated[
+        int, typer.Option("--n", min=1, help="samples generated; each rule keeps a share of the same ones")
+    ] = 3000,
 ):
     """Which samples should rejection drop? Random vs realism score vs critic logit, at equal counts.
 
@@ -258,21 +352,35 @@ def rejection_study_command(
     _require_artifact(artifact)
     evaluator = scoring.evaluator()
     records = rejection_study(artifact, evaluator, evaluator.sample_count(n), scoring.seed, keeps, scoring.root)
-    scoring.report("rejection_study", records, evaluator,
-                   label=("kept", lambda r: f"{r['rule']}, {r['samples']:,} of {n:,}"))
+    scoring.report(
+        "rejection_study", records, evaluator, label=("kept", lambda r: f"{r['rule']}, {r['samples']:,} of {n:,}")
+    )
 
 
 @scoring_command("tune-spread", "eval-gan tune-spread artifacts/wgan_gp_cond_mlp --spreads 0.9,1,1.1 --write")
 def tune_spread_command(
     scoring: Scoring,
     artifact: Annotated[Path, typer.Argument(help="an exported artifact folder")],
-    spreads: Annotated[str, typer.Option("--spreads", help="comma-separated latent spreads to try")]
-    = "0.9,0.95,1,1.05,1.1",
-    n: Annotated[int, typer.Option("--n", min=1, help="samples per spread (default: as many as the held-out "
-                                   "images, so that precision and recall are measured at equal sizes)")]
-    = HOLDOUT_IMAGES,
-    write: Annotated[bool, typer.Option("--write", help="store the chosen spread in the manifest: the runtime, the "
-                                        "demo and `eval-gan score` then sample at it by default")] = False,
+    spreads: Annotated[
+        str, typer.Option("--spreads", help="comma-separated latent spreads to try")
+    ] = "0.9,0.95,1,1.05,1.1",
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n",
+            min=1,
+            help="samples per spread (default: as many as the held-out "
+            "images, so that precision and recall are measured at equal sizes)",
+        ),
+    ] = HOLDOUT_IMAGES,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write",
+            help="store the chosen spread in the manifest: the runtime, the "
+            "demo and `eval-gan score` then sample at it by default",
+        ),
+    ] = False,
 ):
     """Choose a model's default latent spread: the spread with the highest min(precision, recall) at k=3,
     scored against MNIST train's held-out tail (the models never trained on it), so that the test set,
@@ -280,53 +388,86 @@ def tune_spread_command(
     values = _parse_numbers(spreads, "--spreads", check_spread)
     _require_artifact(artifact)
     evaluator = scoring.evaluator(holdout=True)
-    records, chosen = spread_selection(artifact, evaluator, values, evaluator.sample_count(n), scoring.seed,
-                                       scoring.root)
-    scoring.report("tune_spread", records, evaluator,
-                   label=("spread", lambda r: f"{r['spread']:g}" + (" (chosen)" if r["spread"] == chosen else "")))
+    records, chosen = spread_selection(
+        artifact, evaluator, values, evaluator.sample_count(n), scoring.seed, scoring.root
+    )
+    scoring.report(
+        "tune_spread",
+        records,
+        evaluator,
+        label=("spread", lambda r: f"{r['spread']:g}" + (" (chosen)" if r["spread"] == chosen else "")),
+    )
     if write:
-        scores = [{"spread": r["spread"], **{key: r["metrics"][evaluator.protocol.key(key)]
-                                             for key in ("fid", "precision_k3", "recall_k3")}} for r in records]
-        set_default_spread(artifact, chosen, {"rule": SPREAD_RULE, "protocol": scoring.protocol,
-                                              "reference": evaluator.reference_set, "samples": records[0]["samples"],
-                                              "seed": scoring.seed, "scores": scores})
+        scores = [
+            {
+                "spread": r["spread"],
+                **{key: r["metrics"][evaluator.protocol.key(key)] for key in ("fid", "precision_k3", "recall_k3")},
+            }
+            for r in records
+        ]
+        set_default_spread(
+            artifact,
+            chosen,
+            {
+                "rule": SPREAD_RULE,
+                "protocol": scoring.protocol,
+                "reference": evaluator.reference_set,
+                "samples": records[0]["samples"],
+                "seed": scoring.seed,
+                "scores": scores,
+            },
+        )
         typer.echo(f"{artifact}: default spread {chosen:g}")
 
 
 @app.command("train-classifier", epilog="Examples: eval-gan train-classifier --epochs 5 --seed 0")
 def train_classifier_command(
-    out: Annotated[Path | None, typer.Option("--out", show_default=False, help="output folder (default: "
-                                                "artifacts/mnist_classifier)")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", show_default=False, help="output folder (default: artifacts/mnist_classifier)"),
+    ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="passes over the 60,000 MNIST train images")] = 5,
-    seed: Annotated[int, typer.Option("--seed", callback=validated(check_seed, "--seed"),
-                                      help="initialisation and shuffling seed")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", callback=validated(check_seed, "--seed"), help="initialisation and shuffling seed")
+    ] = 0,
     data_root: DataRootOption = None,
     quiet: QuietOption = False,
 ):
     """Train the proxy's MNIST classifier on MNIST train, check >= 99% on MNIST test, write weights, ONNX, manifest."""
     root = resolve_data_root(data_root)
     out = out or CLASSIFIER_DIR
-    manifest = train_classifier(load_mnist_uint8(root, train=True), load_mnist_uint8(root, train=False), out,
-                                epochs=epochs, seed=seed, progress=not quiet)
+    manifest = train_classifier(
+        load_mnist_uint8(root, train=True),
+        load_mnist_uint8(root, train=False),
+        out,
+        epochs=epochs,
+        seed=seed,
+        progress=not quiet,
+    )
     typer.echo(json.dumps({"out": str(out), "test_accuracy": manifest["test_accuracy"], "files": manifest["files"]}))
 
 
 @app.command("results", epilog="Examples: eval-gan results;  eval-gan results --check")
 def results_command(
-    artifacts: Annotated[Path, typer.Option("--artifacts", help="the shipped models (and p0_floor.json)")]
-    = Path("artifacts"),
+    artifacts: Annotated[Path, typer.Option("--artifacts", help="the shipped models (and p0_floor.json)")] = Path(
+        "artifacts"
+    ),
     readme: Annotated[Path, typer.Option("--readme", help="file holding the results markers")] = Path("README.md"),
-    grids: Annotated[Path, typer.Option("--grids", help="folder for one sample grid PNG per model")]
-    = Path("docs/results"),
-    check: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if the README differs from the "
-                                        "manifests")] = False,
+    grids: Annotated[Path, typer.Option("--grids", help="folder for one sample grid PNG per model")] = Path(
+        "docs/results"
+    ),
+    check: Annotated[
+        bool, typer.Option("--check", help="write nothing; exit 1 if the README differs from the manifests")
+    ] = False,
 ):
     """Regenerate the README's results table (P0 and proxy, plain and DRS 20 %) from the artifacts' manifests."""
     section = results_markdown(artifacts, grids, readme.parent)
     if check:
         if not update_readme(readme, section, check=True):
-            typer.echo(f"eval-gan: {readme}'s results differ from the manifests in {artifacts}; "
-                       "run `eval-gan results`", err=True)
+            typer.echo(
+                f"eval-gan: {readme}'s results differ from the manifests in {artifacts}; run `eval-gan results`",
+                err=True,
+            )
             raise typer.Exit(1)
         typer.echo(f"{readme} matches the manifests in {artifacts}")
         return

@@ -34,7 +34,8 @@ def check_enough(count: int, ks: tuple[int, ...], what: str) -> None:
     if count < needed:
         raise EvaluationError(
             f"the {what} set has {count} samples; precision/recall with k={max(ks)} needs at least {needed} "
-            "(k neighbours besides each point): score more samples")
+            "(k neighbours besides each point): score more samples"
+        )
 
 
 def _as_float64(features: np.ndarray, ks: tuple[int, ...], what: str) -> torch.Tensor:
@@ -45,8 +46,9 @@ def _as_float64(features: np.ndarray, ks: tuple[int, ...], what: str) -> torch.T
     return torch.from_numpy(features)
 
 
-def neighbour_radii(features: np.ndarray, ks: tuple[int, ...],
-                    block_rows: int = DEFAULT_BLOCK_ROWS) -> dict[int, np.ndarray]:
+def neighbour_radii(
+    features: np.ndarray, ks: tuple[int, ...], block_rows: int = DEFAULT_BLOCK_ROWS
+) -> dict[int, np.ndarray]:
     """For each k: the distance from every point to its k-th nearest neighbour in the set, itself excluded."""
     points = _as_float64(features, ks, "reference")
     count = points.shape[0]
@@ -63,9 +65,13 @@ def neighbour_radii(features: np.ndarray, ks: tuple[int, ...],
     return radii
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, ks: tuple[int, ...],
-                     real_radii: dict[int, np.ndarray] | None = None,
-                     block_rows: int = DEFAULT_BLOCK_ROWS) -> dict[int, dict[str, float]]:
+def precision_recall(
+    real: np.ndarray,
+    fake: np.ndarray,
+    ks: tuple[int, ...],
+    real_radii: dict[int, np.ndarray] | None = None,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> dict[int, dict[str, float]]:
     """{k: {precision, recall, density, coverage}}; `real_radii` may come from a cache."""
     real_t = _as_float64(real, ks, "real")
     fake_t = _as_float64(fake, ks, "generated")
@@ -89,7 +95,8 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, ks: tuple[int, ...],
         for k in ks:
             # int32 sums of a reused bool buffer: several times faster than a fresh int64 sum
             real_balls_holding[k][rows] = torch.lt(distances, real_r[k][None, :], out=inside[:size]).sum(
-                dim=1, dtype=torch.int32)
+                dim=1, dtype=torch.int32
+            )
             recalled[k] |= torch.lt(distances, fake_r[k][rows, None], out=inside[:size]).any(dim=0)
     return {
         k: {
@@ -102,8 +109,7 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, ks: tuple[int, ...],
     }
 
 
-def realism_scores(real: np.ndarray, fake: np.ndarray, k: int = 3,
-                   block_rows: int = DEFAULT_BLOCK_ROWS) -> np.ndarray:
+def realism_scores(real: np.ndarray, fake: np.ndarray, k: int = 3, block_rows: int = DEFAULT_BLOCK_ROWS) -> np.ndarray:
     """Realism score of each generated point (Kynkäänniemi et al. 2019, section 5): the largest
     radius_k(r) / |fake - r| over the real points r; above 1 means inside some real ball.
 
@@ -120,6 +126,6 @@ def realism_scores(real: np.ndarray, fake: np.ndarray, k: int = 3,
     buffer = torch.empty(min(block_rows, max(len(fake_t), 1)), len(real_t), dtype=torch.float64)
     scores = np.empty(len(fake_t))
     for rows in _row_blocks(len(fake_t), block_rows):
-        distances = _distances(fake_t[rows], real_t, real_sq, buffer[:rows.stop - rows.start])
+        distances = _distances(fake_t[rows], real_t, real_sq, buffer[: rows.stop - rows.start])
         scores[rows] = (radii[None, :] / distances).amax(dim=1).numpy()  # an exact copy of a real point: inf
     return scores

@@ -32,13 +32,14 @@ class Protocol:
 
 PROTOCOLS: dict[str, Protocol] = {
     "p0": Protocol(
-        "p0", "inception-pool3",
+        "p0",
+        "inception-pool3",
         "P0: pytorch-fid Inception pool3 (2048-d) on grey repeated to 3 channels, [0, 1], "
         "pytorch-fid's resize; 10,000 samples vs MNIST test 10k",
     ),
     "proxy": Protocol(
-        "proxy", "mnist-classifier",
-        "proxy: features (64-d) of the project's MNIST classifier; for monitoring, "
-        "not comparable with P0",
+        "proxy",
+        "mnist-classifier",
+        "proxy: features (64-d) of the project's MNIST classifier; for monitoring, not comparable with P0",
     ),
 }

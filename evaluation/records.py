@@ -17,8 +17,11 @@ def record_evaluation(folder: Path, record: dict) -> Manifest:
     """Add an `eval-gan score` record to a model's manifest, replacing the same measurement."""
 
     def add(manifest: Manifest) -> Manifest:
-        kept = [entry for entry in manifest.evaluation
-                if not (isinstance(entry, dict) and _record_identity(entry) == _record_identity(record))]
+        kept = [
+            entry
+            for entry in manifest.evaluation
+            if not (isinstance(entry, dict) and _record_identity(entry) == _record_identity(record))
+        ]
         return dataclasses.replace(manifest, evaluation=[*kept, record])
 
     return update_manifest(folder, add)

@@ -33,18 +33,31 @@ SEED_RESULTS = [
     ("seed 001", "WGAN-GP + DRS", 62, 0.67, 0.62, "unstated protocol; 'accuracy' reported as precision"),
 ]
 # Figures copied beside the grids from the runs that made them (runs/ is not shipped), shown when present.
-FIGURES = [("Proxy metrics of `wgan_gp_cond` (MLP) over training", "wgan_gp_cond_metrics.png"),
-           ("Proxy metrics of `wgan_gp_cond_conv` over training", "wgan_gp_cond_conv_metrics.png"),
-           ("Proxy metrics of `wgan_gp_cond_conv_w96` (trained on a GPU) over training",
-            "wgan_gp_cond_conv_w96_metrics.png"),
-           ("Proxy metrics of `wgan_gp_cond_mlp_convd` (template MLP G, conv critic) over training",
-            "wgan_gp_cond_mlp_convd_metrics.png"),
-           ("Proxy metrics of `wgan_gp` (unconditional, template MLP pair, 100 epochs as in seed 000) over training",
-            "wgan_gp_metrics.png"),
-           ("σ sweep of the static GM-GAN prior (quality ↔ diversity), proxy protocol: `eval-gan sigma-sweep "
-            "runs/ship/gmgan_static --protocol proxy --sigmas 0.05,0.15,0.5,1.0,2.0`", "sigma_sweep.png")]
-METRICS = [("FID", "fid", 2), ("P k=3", "precision_k3", 3), ("R k=3", "recall_k3", 3),
-           ("P k=5", "precision_k5", 3), ("R k=5", "recall_k5", 3)]
+FIGURES = [
+    ("Proxy metrics of `wgan_gp_cond` (MLP) over training", "wgan_gp_cond_metrics.png"),
+    ("Proxy metrics of `wgan_gp_cond_conv` over training", "wgan_gp_cond_conv_metrics.png"),
+    ("Proxy metrics of `wgan_gp_cond_conv_w96` (trained on a GPU) over training", "wgan_gp_cond_conv_w96_metrics.png"),
+    (
+        "Proxy metrics of `wgan_gp_cond_mlp_convd` (template MLP G, conv critic) over training",
+        "wgan_gp_cond_mlp_convd_metrics.png",
+    ),
+    (
+        "Proxy metrics of `wgan_gp` (unconditional, template MLP pair, 100 epochs as in seed 000) over training",
+        "wgan_gp_metrics.png",
+    ),
+    (
+        "σ sweep of the static GM-GAN prior (quality ↔ diversity), proxy protocol: `eval-gan sigma-sweep "
+        "runs/ship/gmgan_static --protocol proxy --sigmas 0.05,0.15,0.5,1.0,2.0`",
+        "sigma_sweep.png",
+    ),
+]
+METRICS = [
+    ("FID", "fid", 2),
+    ("P k=3", "precision_k3", 3),
+    ("R k=3", "recall_k3", 3),
+    ("P k=5", "precision_k5", 3),
+    ("R k=5", "recall_k5", 3),
+]
 PROXY_METRICS = [("proxy FID", "fid", 2), ("proxy P k=3", "precision_k3", 3), ("proxy R k=3", "recall_k3", 3)]
 
 
@@ -83,8 +96,18 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
     if not models:
         raise EvaluationError(f"no exported models in {root}")
     models.sort(key=lambda m: (m.p0_fid() is None, m.p0_fid() or 0.0, m.name))
-    header = ["model", "preset", "arch", "G weights", "epochs", "training cost", "sampling", "P0 seeds",
-              *(title for title, _, _ in METRICS), *(title for title, _, _ in PROXY_METRICS)]
+    header = [
+        "model",
+        "preset",
+        "arch",
+        "G weights",
+        "epochs",
+        "training cost",
+        "sampling",
+        "P0 seeds",
+        *(title for title, _, _ in METRICS),
+        *(title for title, _, _ in PROXY_METRICS),
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for manifest in models:
         # The default sampling always has a row (dashes if unmeasured), DRS 20 % at the default spread next if
@@ -96,24 +119,43 @@ def results_markdown(root: Path, grid_folder: Path, readme_dir: Path) -> str:
             if (rate, spread) != settings[0] and not (p0 or proxy):
                 continue
             training = manifest.training
-            cells = [manifest.name, manifest.variant, _architecture(manifest), training.get("generator_weights", "–"),
-                     str(training["epochs_completed"]),
-                     _training_cost(manifest), sampling_label(rate, spread, default), _seeds(p0),
-                     *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
-                     *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS)]
+            cells = [
+                manifest.name,
+                manifest.variant,
+                _architecture(manifest),
+                training.get("generator_weights", "–"),
+                str(training["epochs_completed"]),
+                _training_cost(manifest),
+                sampling_label(rate, spread, default),
+                _seeds(p0),
+                *(_cell(p0, key, decimals) for _, key, decimals in METRICS),
+                *(_cell(proxy, key, decimals) for _, key, decimals in PROXY_METRICS),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     floor = read_shipped_floor(root)
     if floor is None:
-        lines += ["", f"Real-vs-real floor (P0): not stored; run `eval-gan floor --protocol p0 --json "
-                      f"{root / FLOOR_FILE}`."]
+        lines += [
+            "",
+            f"Real-vs-real floor (P0): not stored; run `eval-gan floor --protocol p0 --json {root / FLOOR_FILE}`.",
+        ]
     else:
-        values = ", ".join(f"{title} {floor['metrics'][f'{P0_PROTOCOL}/{key}']:.{decimals}f}"
-                           for title, key, decimals in METRICS)
+        values = ", ".join(
+            f"{title} {floor['metrics'][f'{P0_PROTOCOL}/{key}']:.{decimals}f}" for title, key, decimals in METRICS
+        )
         lines += ["", f"Real-vs-real floor (P0, {floor['source']} vs MNIST test 10k): {values}."]
-    lines += ["", *_targets(models), "", "The seeds' own numbers (their protocols, not P0; see PROTOCOL.md):", "",
-              "| report | model | FID | precision | recall | protocol |", "|---|---|---|---|---|---|"]
-    lines += [f"| {source} | {model} | {fid} | {p} | {r} | {protocol} |"
-              for source, model, fid, p, r, protocol in SEED_RESULTS]
+    lines += [
+        "",
+        *_targets(models),
+        "",
+        "The seeds' own numbers (their protocols, not P0; see PROTOCOL.md):",
+        "",
+        "| report | model | FID | precision | recall | protocol |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {source} | {model} | {fid} | {p} | {r} | {protocol} |"
+        for source, model, fid, p, r, protocol in SEED_RESULTS
+    ]
     lines += ["", "Sample grids (seed 0, no DRS, each model's default spread):", ""]
     for manifest in models:
         _, layout = GanModel(manifest).grid_layout()
@@ -132,6 +174,7 @@ def _link(image: Path, readme_dir: Path) -> str:
 
 def _targets(models: list[Manifest]) -> list[str]:
     """Issue 6's targets, each with the measured numbers that meet or miss it."""
+
     def verdict(manifest: Manifest | None, fid: float, precision: float, recall: float, hours: float | None) -> str:
         if manifest is None:
             return "no such model shipped yet"
@@ -143,34 +186,48 @@ def _targets(models: list[Manifest]) -> list[str]:
         summaries = {spread: manifest.metric_summary(P0_PROTOCOL, None, spread) for spread in spreads}
         if not summaries[default]:
             return f"`{manifest.name}` has no P0 result yet"
-        summaries = {spread: summary for spread, summary in summaries.items() if summary}  # a spread scored on proxy only
+        summaries = {
+            spread: summary for spread, summary in summaries.items() if summary
+        }  # a spread scored on proxy only
         cpu_hours = manifest.training.get("cpu_seconds", 0) / 3600
         within_budget = hours is None or (_on_cpu(manifest) and cpu_hours <= hours)
 
         def judged(summary: dict[str, MetricSummary]) -> str:
             got = {key: summary[key].mean for key in ("fid", "precision_k3", "recall_k3") if key in summary}
-            met = (within_budget and got.get("fid", 1e9) <= fid and got.get("precision_k3", 0) >= precision
-                   and got.get("recall_k3", 0) >= recall)
+            met = (
+                within_budget
+                and got.get("fid", 1e9) <= fid
+                and got.get("precision_k3", 0) >= precision
+                and got.get("recall_k3", 0) >= recall
+            )
             measured = ", ".join(f"{key} {value:.3f}" for key, value in got.items())
-            return (f"{'met' if met else 'not met'} ({measured}, {_seeds(summary)} seed(s)"
-                    + (f", {_training_cost(manifest)}" if hours is not None else "") + ")")
+            return (
+                f"{'met' if met else 'not met'} ({measured}, {_seeds(summary)} seed(s)"
+                + (f", {_training_cost(manifest)}" if hours is not None else "")
+                + ")"
+            )
 
         def where(spread: float) -> str:
             return f"at spread {spread:g}" + (" (its default)" if spread == default != DEFAULT_SPREAD else "")
 
-        return f"by `{manifest.name}` " + "; ".join(f"{where(spread)}: {judged(summary)}"
-                                                    for spread, summary in summaries.items())
+        return f"by `{manifest.name}` " + "; ".join(
+            f"{where(spread)}: {judged(summary)}" for spread, summary in summaries.items()
+        )
 
     scored = [m for m in models if m.p0_fid() is not None]
     best = scored[0] if scored else None
+
     def template_conditional(manifest: Manifest) -> bool:  # the target is on the template's generator; any critic
         return manifest.conditional and manifest.training["config"]["arch"] == "mlp"
 
     template = [m for m in scored if template_conditional(m)] or [m for m in models if template_conditional(m)]
-    return ["Targets (P0, 10,000 samples, k=3):", "",
-            f"- best shipped model, FID ≤ 5, precision and recall ≥ 0.75: {verdict(best, 5, 0.75, 0.75, None)}",
-            "- template MLP generator, conditional, FID ≤ 10, precision and recall ≥ 0.70, ≤ 2 CPU-hours: "
-            + verdict(template[0] if template else None, 10, 0.70, 0.70, 2.0)]
+    return [
+        "Targets (P0, 10,000 samples, k=3):",
+        "",
+        f"- best shipped model, FID ≤ 5, precision and recall ≥ 0.75: {verdict(best, 5, 0.75, 0.75, None)}",
+        "- template MLP generator, conditional, FID ≤ 10, precision and recall ≥ 0.70, ≤ 2 CPU-hours: "
+        + verdict(template[0] if template else None, 10, 0.70, 0.70, 2.0),
+    ]
 
 
 def write_grids(root: Path, grid_folder: Path) -> None:

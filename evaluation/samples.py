@@ -55,8 +55,10 @@ def _greyscale(path: Path) -> np.ndarray:
     if pixels.ndim == 3:
         grey, alpha = pixels[..., 0], pixels[..., 3]
         if not (np.array_equal(grey, pixels[..., 1]) and np.array_equal(grey, pixels[..., 2])) or alpha.min() < 255:
-            raise EvaluationError(f"{path} is a colour ({mode}) image; images must be greyscale "
-                                  "(mode L, or RGB with equal channels and no transparency)")
+            raise EvaluationError(
+                f"{path} is a colour ({mode}) image; images must be greyscale "
+                "(mode L, or RGB with equal channels and no transparency)"
+            )
         return grey
     return pixels
 
@@ -65,8 +67,10 @@ def read_png_folder(folder: Path, n: int | None = None) -> Samples:
     """The folder's PNGs in sorted name order (the first n when n is given)."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
     if not files:
-        raise EvaluationError(f"{folder} holds no .png images; give a folder of 28x28 greyscale PNGs "
-                              "or a run folder (with its checkpoint)")
+        raise EvaluationError(
+            f"{folder} holds no .png images; give a folder of 28x28 greyscale PNGs "
+            "or a run folder (with its checkpoint)"
+        )
     if n is not None:
         if n > len(files):
             raise EvaluationError(f"--n {n} asks for more images than the {len(files)} PNGs in {folder}")
@@ -92,8 +96,15 @@ def digit_weights(class_sampling: str | None, data_root: Path) -> np.ndarray:
     return np.full(NUM_DIGITS, 1.0 / NUM_DIGITS)
 
 
-def sample_artifact(folder: Path, n: int, seed: int, class_sampling: str | None, data_root: Path,
-                    drs_rate: float | None = None, spread: float | None = None) -> Samples:
+def sample_artifact(
+    folder: Path,
+    n: int,
+    seed: int,
+    class_sampling: str | None,
+    data_root: Path,
+    drs_rate: float | None = None,
+    spread: float | None = None,
+) -> Samples:
     """n images from an exported model through runtime.model (onnxruntime), with DRS at `drs_rate` if given,
     the latent noise scaled by `spread` (None: the model's default spread, which the record names).
 
@@ -104,14 +115,30 @@ def sample_artifact(folder: Path, n: int, seed: int, class_sampling: str | None,
     class_sampling = resolve_class_sampling(model.conditional, class_sampling)
     if model.conditional:
         counts = digit_counts(n, digit_weights(class_sampling, data_root))
-        images = np.concatenate([model.generate(int(count), seed=seed * NUM_DIGITS + digit, digit=digit,
-                                                drs_rate=drs_rate, spread=spread)[0]
-                                 for digit, count in enumerate(counts) if count])
+        images = np.concatenate(
+            [
+                model.generate(
+                    int(count), seed=seed * NUM_DIGITS + digit, digit=digit, drs_rate=drs_rate, spread=spread
+                )[0]
+                for digit, count in enumerate(counts)
+                if count
+            ]
+        )
         labels = np.repeat(np.arange(NUM_DIGITS), counts)
     else:
         images, labels = model.generate(n, seed=seed, drs_rate=drs_rate, spread=spread)[0], None
-    return Samples(images, labels, {"source": str(folder), "samples": n, "seed": seed,
-                                    "class_sampling": class_sampling, "drs_rate": drs_rate, "spread": spread})
+    return Samples(
+        images,
+        labels,
+        {
+            "source": str(folder),
+            "samples": n,
+            "seed": seed,
+            "class_sampling": class_sampling,
+            "drs_rate": drs_rate,
+            "spread": spread,
+        },
+    )
 
 
 def is_artifact(path: Path) -> bool:

@@ -37,8 +37,10 @@ def class_statistics(predicted: np.ndarray, requested: np.ndarray | None) -> dic
     }
     if requested is not None:
         stats["label_accuracy"] = float((predicted == requested).mean())
-        stats["digit_accuracy"] = [float((predicted[requested == d] == d).mean()) if (requested == d).any() else None
-                                   for d in range(NUM_DIGITS)]
+        stats["digit_accuracy"] = [
+            float((predicted[requested == d] == d).mean()) if (requested == d).any() else None
+            for d in range(NUM_DIGITS)
+        ]
     return stats
 
 
@@ -86,8 +88,11 @@ class Evaluator:
     def reference(self) -> Reference:
         def real_features() -> np.ndarray:
             if self.progress:
-                print(f"computing the {self.protocol.name} reference ({self.reference_set}) once; cached in "
-                      f"{cache_dir()}", file=sys.stderr)
+                print(
+                    f"computing the {self.protocol.name} reference ({self.reference_set}) once; cached in "
+                    f"{cache_dir()}",
+                    file=sys.stderr,
+                )
             return self.extractor(self.real_images, self.progress).vectors
 
         return load_reference(self.protocol, self.key, real_features, self.holdout)

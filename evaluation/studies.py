@@ -26,7 +26,9 @@ REALISM_K = 3
 SPREAD_RULE = "the highest min(precision, recall) at k=3"
 
 
-def sigma_sweep(samplers: dict[float, Callable[[], Samples]], evaluator: Evaluator) -> tuple[list[dict], list[np.ndarray]]:
+def sigma_sweep(
+    samplers: dict[float, Callable[[], Samples]], evaluator: Evaluator
+) -> tuple[list[dict], list[np.ndarray]]:
     """One record per σ (each sampler draws the same latent noise at its σ), and the first images of each as a strip."""
     records, strips = [], []
     for sigma, sample in samplers.items():
@@ -50,9 +52,16 @@ def real_vs_real_floor(evaluator: Evaluator, data_root: Path, n: int, seed: int)
     if n > len(images):
         raise EvaluationError(f"--n {n} exceeds the {len(images)} MNIST train images")
     chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=n, replace=False))
-    samples = Samples(images[chosen], labels[chosen],
-                      {"source": f"MNIST train ({n:,} random images, seed {seed})", "samples": n, "seed": seed,
-                       "class_sampling": "mnist"})
+    samples = Samples(
+        images[chosen],
+        labels[chosen],
+        {
+            "source": f"MNIST train ({n:,} random images, seed {seed})",
+            "samples": n,
+            "seed": seed,
+            "class_sampling": "mnist",
+        },
+    )
     record = evaluator.score(samples)
     if n == evaluator.protocol.samples:
         write_floor(evaluator.protocol, evaluator.key, record)
@@ -74,17 +83,22 @@ def keep_highest(scores: np.ndarray, labels: np.ndarray | None, keep: float) -> 
     """Sorted indices of the highest-scoring share `keep` of the samples; within each digit for conditional
     samples, so that every digit keeps its count (as DRS gives each digit its own threshold)."""
     groups = [np.arange(len(scores))] if labels is None else [np.flatnonzero(labels == d) for d in np.unique(labels)]
-    return np.sort(np.concatenate([group[np.argsort(-scores[group], kind="stable")[:round(len(group) * keep)]]
-                                   for group in groups]))
+    return np.sort(
+        np.concatenate(
+            [group[np.argsort(-scores[group], kind="stable")[: round(len(group) * keep)]] for group in groups]
+        )
+    )
 
 
-def rejection_study(folder: Path, evaluator: Evaluator, n: int, seed: int, keeps: list[float],
-                    data_root: Path) -> list[dict]:
+def rejection_study(
+    folder: Path, evaluator: Evaluator, n: int, seed: int, keeps: list[float], data_root: Path
+) -> list[dict]:
     """n samples of an exported model, then for each share in `keeps` the same number of them kept by each
     rule and scored: at random (the baseline: what a smaller sample scores), by the highest realism score
     (Kynkäänniemi et al. 2019) in the MNIST classifier's feature space against MNIST train's held-out
-    images (never trained on by a model trained with the default --holdout), and by the highest calibrated critic logit (what DRS accepts by). Comparing at equal counts
-    matters: recall depends on how many samples are scored."""
+    images (never trained on by a model trained with the default --holdout), and by the highest calibrated
+    critic logit (what DRS accepts by). Comparing at equal counts matters: recall depends on how many samples
+    are scored."""
     for keep in keeps:
         if not 0 < keep < 1:
             raise EvaluationError(f"--keep must be a share of the samples in (0, 1), got {keep:g}")
@@ -102,25 +116,34 @@ def rejection_study(folder: Path, evaluator: Evaluator, n: int, seed: int, keeps
     for keep in keeps:
         for rule, rule_scores in scores.items():
             kept = keep_highest(rule_scores, samples.labels, keep)
-            subset = Samples(samples.images[kept], None if samples.labels is None else samples.labels[kept],
-                             {**samples.description, "samples": len(kept), "proposals": n})
-            subset_features = Features(features.vectors[kept], None if features.predicted_digits is None
-                                       else features.predicted_digits[kept])
+            subset = Samples(
+                samples.images[kept],
+                None if samples.labels is None else samples.labels[kept],
+                {**samples.description, "samples": len(kept), "proposals": n},
+            )
+            subset_features = Features(
+                features.vectors[kept], None if features.predicted_digits is None else features.predicted_digits[kept]
+            )
             records.append({"rule": rule, "keep": keep, **evaluator.score(subset, subset_features)})
     return records
 
 
 def balanced_spread(records: list[dict], protocol_name: str) -> float:
     """The scored spread with the highest min(precision, recall) at k=3; a tie goes to the one nearest 1."""
+
     def balance(record: dict) -> tuple[float, float]:
         metrics = record["metrics"]
-        return (min(metrics[f"{protocol_name}/precision_k3"], metrics[f"{protocol_name}/recall_k3"]),
-                -abs(record["spread"] - 1.0))
+        return (
+            min(metrics[f"{protocol_name}/precision_k3"], metrics[f"{protocol_name}/recall_k3"]),
+            -abs(record["spread"] - 1.0),
+        )
+
     return max(records, key=balance)["spread"]
 
 
-def spread_selection(folder: Path, evaluator: Evaluator, spreads: list[float], n: int, seed: int,
-                     data_root: Path) -> tuple[list[dict], float]:
+def spread_selection(
+    folder: Path, evaluator: Evaluator, spreads: list[float], n: int, seed: int, data_root: Path
+) -> tuple[list[dict], float]:
     """Each latent spread of an exported model scored against MNIST train's held-out tail (same seed, so
     the same noise scaled), and the balanced one (`SPREAD_RULE`). The test set never enters the choice;
     a model that trained on those held-out images is refused."""
@@ -130,11 +153,14 @@ def spread_selection(folder: Path, evaluator: Evaluator, spreads: list[float], n
         check_spread(spread, "--spreads")
     holdout = read_manifest(folder).training.get("config", {}).get("holdout")
     if holdout is None:
-        raise EvaluationError(f"{folder}'s manifest records no training holdout, so the {HOLDOUT_IMAGES:,} held-out "
-                              "images its spread would be chosen on may have been trained on")
+        raise EvaluationError(
+            f"{folder}'s manifest records no training holdout, so the {HOLDOUT_IMAGES:,} held-out "
+            "images its spread would be chosen on may have been trained on"
+        )
     if holdout < HOLDOUT_IMAGES:
-        raise EvaluationError(f"{folder} was trained with holdout {holdout}: it saw some of the "
-                              f"{HOLDOUT_IMAGES:,} held-out images its spread would be chosen on")
-    records = [evaluator.score(sample_artifact(folder, n, seed, None, data_root, spread=spread))
-               for spread in spreads]
+        raise EvaluationError(
+            f"{folder} was trained with holdout {holdout}: it saw some of the "
+            f"{HOLDOUT_IMAGES:,} held-out images its spread would be chosen on"
+        )
+    records = [evaluator.score(sample_artifact(folder, n, seed, None, data_root, spread=spread)) for spread in spreads]
     return records, balanced_spread(records, evaluator.protocol.name)

@@ -25,9 +25,18 @@ def check_output_folder(out: Path, force: bool) -> None:
         raise ExportError(f"{out} exists and is not a folder")
 
 
-def export_run(run_dir: Path, graph_format: str, out: Path, data_root: Path, burn_in: int = MIN_BURN_IN,
-               seed: int = 0, evaluation: list[dict] | None = None, force: bool = False,
-               raw_generator: bool = False, match_intensities: bool = False) -> Manifest:
+def export_run(
+    run_dir: Path,
+    graph_format: str,
+    out: Path,
+    data_root: Path,
+    burn_in: int = MIN_BURN_IN,
+    seed: int = 0,
+    evaluation: list[dict] | None = None,
+    force: bool = False,
+    raw_generator: bool = False,
+    match_intensities: bool = False,
+) -> Manifest:
     """Calibrate DRS on the run's held-out images, export both graphs, write `out`; returns the manifest.
 
     match_intensities: fit a tone curve to MNIST train's pixel values (export/intensity.py) and bake it

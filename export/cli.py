@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ from .manifest import read_evaluation
 app = typer.Typer(add_completion=False)
 
 
-class GraphFormat(str, Enum):
+class GraphFormat(StrEnum):
     onnx = "onnx"
     torchscript = "torchscript"
 
@@ -34,45 +34,91 @@ def default_output(run_dir: Path, graph_format: str) -> Path:
     return artifacts_root() / f"{Path(run_dir).resolve().name}{suffix}"
 
 
-@app.command(name="export-gan", epilog="Examples: export-gan runs/wgan_gp_cond_mlp_seed0;  "
-                                       "export-gan runs/wgan_gp_mlp_seed0 --format torchscript --out /tmp/wgan_gp_ts")
+@app.command(
+    name="export-gan",
+    epilog="Examples: export-gan runs/wgan_gp_cond_mlp_seed0;  "
+    "export-gan runs/wgan_gp_mlp_seed0 --format torchscript --out /tmp/wgan_gp_ts",
+)
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="a train-gan run folder (config.json + checkpoint.safetensors)")],
     graph_format: Annotated[GraphFormat, typer.Option("--format", help="graph format")] = GraphFormat.onnx,
-    out: Annotated[Optional[Path], typer.Option("--out", show_default=False,
-                                                help=f"artifact folder [${ARTIFACTS_ENV} or artifacts/]/RUN_NAME")]
-    = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", show_default=False, help=f"artifact folder [${ARTIFACTS_ENV} or artifacts/]/RUN_NAME"),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing artifact folder")] = False,
-    burn_in: Annotated[int, typer.Option("--burn-in", callback=validated(functools.partial(check_whole, low=MIN_BURN_IN),
-                                                                          "--burn-in"),
-                                         help="generated samples for D~_M and gamma (D~_M is a maximum over at "
-                                         f"least {MIN_BURN_IN:,} samples)")] = MIN_BURN_IN,
-    seed: Annotated[int, typer.Option("--seed", callback=validated(check_seed, "--seed"),
-                                      help="seed of the calibration and burn-in samples")] = 0,
-    evaluation: Annotated[Optional[Path], typer.Option("--evaluation", show_default=False, help="evaluation records "
-                                                       "to store, as `eval-gan score --json` writes them")] = None,
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", show_default=False,
-                                                      help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")] = None,
-    raw_generator: Annotated[bool, typer.Option("--raw-generator", help="export the trained generator itself, not "
-                                                "the run's EMA of it (an EMA lags a generator that still improves "
-                                                "fast)")] = False,
-    match_intensities: Annotated[bool, typer.Option("--match-intensities", help="bake in a tone curve that gives the "
-                                                    "samples MNIST train's pixel-value histogram (clean background, "
-                                                    "saturated strokes); fitted on train data only")] = False,
+    burn_in: Annotated[
+        int,
+        typer.Option(
+            "--burn-in",
+            callback=validated(functools.partial(check_whole, low=MIN_BURN_IN), "--burn-in"),
+            help=f"generated samples for D~_M and gamma (D~_M is a maximum over at least {MIN_BURN_IN:,} samples)",
+        ),
+    ] = MIN_BURN_IN,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed", callback=validated(check_seed, "--seed"), help="seed of the calibration and burn-in samples"
+        ),
+    ] = 0,
+    evaluation: Annotated[
+        Path | None,
+        typer.Option(
+            "--evaluation",
+            show_default=False,
+            help="evaluation records to store, as `eval-gan score --json` writes them",
+        ),
+    ] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option("--data-root", show_default=False, help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]"),
+    ] = None,
+    raw_generator: Annotated[
+        bool,
+        typer.Option(
+            "--raw-generator",
+            help="export the trained generator itself, not "
+            "the run's EMA of it (an EMA lags a generator that still improves "
+            "fast)",
+        ),
+    ] = False,
+    match_intensities: Annotated[
+        bool,
+        typer.Option(
+            "--match-intensities",
+            help="bake in a tone curve that gives the "
+            "samples MNIST train's pixel-value histogram (clean background, "
+            "saturated strokes); fitted on train data only",
+        ),
+    ] = False,
 ) -> None:
     """Calibrate DRS on a run's held-out images and export its generator and critic graphs with their manifest."""
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run folder (no config.json)")
     results = read_evaluation(evaluation) if evaluation is not None else []
     target = out if out is not None else default_output(run_dir, graph_format.value)
-    manifest = export_run(run_dir, graph_format.value, target, resolve_data_root(data_root), burn_in, seed, results,
-                          force, raw_generator, match_intensities)
-    typer.echo(json.dumps({
-        "out": str(target),
-        "files": sorted(manifest.sha256),
-        "drs_max_logit": manifest.drs.max_logit,
-        "drs_calibration": manifest.drs.fit,
-    }))
+    manifest = export_run(
+        run_dir,
+        graph_format.value,
+        target,
+        resolve_data_root(data_root),
+        burn_in,
+        seed,
+        results,
+        force,
+        raw_generator,
+        match_intensities,
+    )
+    typer.echo(
+        json.dumps(
+            {
+                "out": str(target),
+                "files": sorted(manifest.sha256),
+                "drs_max_logit": manifest.drs.max_logit,
+                "drs_calibration": manifest.drs.fit,
+            }
+        )
+    )
 
 
 def main() -> None:

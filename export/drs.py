@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.manifest import DrsCalibration
 from common.drs import EPSILON, RATE_GRID, drs_f, gamma_table
+from common.manifest import DrsCalibration
 from training.data import to_signed_unit
 from training.models import GeneratorBundle
 from training.priors import NUM_DIGITS
@@ -32,8 +32,11 @@ HEAD = "logit = scale * raw critic score + bias (BCE fit, frozen critic)"  # wha
 @torch.no_grad()
 def critic_scores(critic: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """Raw critic scores (float64) of images in [-1, 1], in batches."""
-    return torch.cat([critic(images[i:i + _BATCH], labels[i:i + _BATCH]) for i in range(0, len(images), _BATCH)]
-                     ).double().numpy()
+    return (
+        torch.cat([critic(images[i : i + _BATCH], labels[i : i + _BATCH]) for i in range(0, len(images), _BATCH)])
+        .double()
+        .numpy()
+    )
 
 
 def sample_labels(generator: GeneratorBundle, n: int, rng: torch.Generator) -> torch.Tensor:
@@ -47,13 +50,14 @@ def sample_labels(generator: GeneratorBundle, n: int, rng: torch.Generator) -> t
 
 
 @torch.no_grad()
-def generated_scores(generator: GeneratorBundle, critic: nn.Module, n: int, rng: torch.Generator,
-                     latent_dim: int) -> tuple[np.ndarray, np.ndarray]:
+def generated_scores(
+    generator: GeneratorBundle, critic: nn.Module, n: int, rng: torch.Generator, latent_dim: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(raw critic scores, labels) of n generated images."""
     labels = sample_labels(generator, n, rng)
     scores = []
     for start in range(0, n, _BATCH):
-        batch = labels[start:start + _BATCH]
+        batch = labels[start : start + _BATCH]
         eps = torch.randn(len(batch), latent_dim, generator=rng)
         scores.append(critic(generator(eps, batch), batch))
     return torch.cat(scores).double().numpy(), labels.numpy()
@@ -66,8 +70,9 @@ def fit_logistic_head(real_scores: np.ndarray, fake_scores: np.ndarray) -> tuple
     center, spread = scores.mean(), scores.std().clamp_min(1e-12)
     standard = (scores - center) / spread  # standardised so one L2 weight suits every critic's scale
     weights = torch.zeros(2, dtype=torch.float64, requires_grad=True)  # slope, intercept
-    optimizer = torch.optim.LBFGS([weights], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14,
-                                  line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [weights], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-14, line_search_fn="strong_wolfe"
+    )
 
     def loss_fn():
         optimizer.zero_grad()
@@ -87,13 +92,20 @@ def fit_logistic_head(real_scores: np.ndarray, fake_scores: np.ndarray) -> tuple
         "bce": float(F.binary_cross_entropy_with_logits(logits, targets)),
         "accuracy": float(((logits > 0).double() == targets).double().mean()),
         "mean_logit_real": float(logits[: len(real_scores)].mean()),
-        "mean_logit_generated": float(logits[len(real_scores):].mean()),
+        "mean_logit_generated": float(logits[len(real_scores) :].mean()),
     }
     return scale, bias, fit
 
 
-def calibrate(generator: GeneratorBundle, critic: nn.Module, real_images: np.ndarray, real_labels: np.ndarray,
-              latent_dim: int, burn_in: int = MIN_BURN_IN, seed: int = 0) -> DrsCalibration:
+def calibrate(
+    generator: GeneratorBundle,
+    critic: nn.Module,
+    real_images: np.ndarray,
+    real_labels: np.ndarray,
+    latent_dim: int,
+    burn_in: int = MIN_BURN_IN,
+    seed: int = 0,
+) -> DrsCalibration:
     """Fit the head, estimate D~_M and solve the gamma tables. `critic` must already be frozen.
 
     real_images: uint8 [N, 28, 28] held-out MNIST train images; real_labels: their digits.
@@ -110,4 +122,6 @@ def calibrate(generator: GeneratorBundle, critic: nn.Module, real_images: np.nda
     by_digit = None
     if generator.prior.labels_are_digits:
         by_digit = [gamma_table(f[burn_labels == digit]) for digit in range(NUM_DIGITS)]
-    return DrsCalibration(HEAD, scale, bias, max_logit, EPSILON, burn_in, list(RATE_GRID), gamma_table(f), by_digit, fit)
+    return DrsCalibration(
+        HEAD, scale, bias, max_logit, EPSILON, burn_in, list(RATE_GRID), gamma_table(f), by_digit, fit
+    )

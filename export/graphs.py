@@ -84,13 +84,14 @@ def freeze_(module: nn.Module) -> nn.Module:
 
 def build_graphs(generator: GeneratorBundle, critic: nn.Module, head: DrsHead) -> dict[str, nn.Module]:
     """role -> graph module; `generator` and `critic` must be frozen (see `freeze_`)."""
-    return {"generator": GeneratorGraph(generator, critic, head).eval(),
-            "critic": CriticGraph(critic, head).eval()}
+    return {"generator": GeneratorGraph(generator, critic, head).eval(), "critic": CriticGraph(critic, head).eval()}
 
 
 def example_inputs(role: str, latent_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.zeros(_EXAMPLE_BATCH, dtype=torch.long)
-    first = torch.zeros(_EXAMPLE_BATCH, latent_dim) if role == "generator" else torch.zeros(_EXAMPLE_BATCH, *IMAGE_SHAPE)
+    first = (
+        torch.zeros(_EXAMPLE_BATCH, latent_dim) if role == "generator" else torch.zeros(_EXAMPLE_BATCH, *IMAGE_SHAPE)
+    )
     return first, labels
 
 
@@ -101,8 +102,14 @@ def onnx_bytes(graph: nn.Module, role: str, latent_dim: int, metadata: dict[str,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on axis naming and deprecations
         program = torch.onnx.export(
-            graph, example_inputs(role, latent_dim), dynamo=True, verbose=False, opset_version=OPSET,
-            input_names=list(inputs), output_names=list(outputs), external_data=False,
+            graph,
+            example_inputs(role, latent_dim),
+            dynamo=True,
+            verbose=False,
+            opset_version=OPSET,
+            input_names=list(inputs),
+            output_names=list(outputs),
+            external_data=False,
             dynamic_shapes={name: {0: batch} for name in inputs},
         )
     model = program.model_proto

@@ -65,19 +65,37 @@ def real_quantiles(real_uint8: np.ndarray, probabilities: np.ndarray) -> np.ndar
 
 
 @torch.no_grad()
-def fit_tone_curve(generator: GeneratorBundle, real_uint8: np.ndarray, latent_dim: int, seed: int,
-                   samples: int = FIT_SAMPLES, batch: int = 1000) -> tuple[ToneCurve, dict]:
+def fit_tone_curve(
+    generator: GeneratorBundle,
+    real_uint8: np.ndarray,
+    latent_dim: int,
+    seed: int,
+    samples: int = FIT_SAMPLES,
+    batch: int = 1000,
+) -> tuple[ToneCurve, dict]:
     """The curve T with T(x) = F_real^-1(F_generated(x)) at every knot, and what the manifest says of the fit."""
     rng = torch.Generator().manual_seed(seed)
     labels = sample_labels(generator, samples, rng)  # the model's own class sampling, as DRS calibration's
-    values = torch.cat([generator(torch.randn(len(chunk), latent_dim, generator=rng), chunk).flatten()
-                        for chunk in labels.split(batch)]).sort().values
+    values = (
+        torch.cat(
+            [
+                generator(torch.randn(len(chunk), latent_dim, generator=rng), chunk).flatten()
+                for chunk in labels.split(batch)
+            ]
+        )
+        .sort()
+        .values
+    )
     knots = torch.linspace(-1, 1, KNOTS, dtype=values.dtype)
     below = torch.searchsorted(values, knots, right=True).double().numpy() / values.numel()
     levels = torch.from_numpy(real_quantiles(real_uint8, below))
-    fit = {"method": "histogram matching of pixel values to MNIST train (T = F_real^-1 o F_generated)",
-           "knots": KNOTS, "generated_samples": samples, "seed": seed,
-           "real_images": int(len(real_uint8)),
-           "zero_share_before": float((values <= -1 + 1 / 255).double().mean()),
-           "zero_share_real": float((np.asarray(real_uint8) == 0).mean())}
+    fit = {
+        "method": "histogram matching of pixel values to MNIST train (T = F_real^-1 o F_generated)",
+        "knots": KNOTS,
+        "generated_samples": samples,
+        "seed": seed,
+        "real_images": int(len(real_uint8)),
+        "zero_share_before": float((values <= -1 + 1 / 255).double().mean()),
+        "zero_share_real": float((np.asarray(real_uint8) == 0).mean()),
+    }
     return ToneCurve(levels), fit

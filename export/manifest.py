@@ -60,8 +60,14 @@ def graph_descriptions(trained: TrainedRun, graph_format: str) -> dict[str, Grap
     }
 
 
-def build_manifest(trained: TrainedRun, calibration: DrsCalibration, graph_format: str, evaluation: list[dict],
-                   out: Path, intensity_matching: dict | None = None) -> Manifest:
+def build_manifest(
+    trained: TrainedRun,
+    calibration: DrsCalibration,
+    graph_format: str,
+    evaluation: list[dict],
+    out: Path,
+    intensity_matching: dict | None = None,
+) -> Manifest:
     """The exported model's manifest, without the sha256 of its files (the graphs are made from it first);
     `intensity_matching` is the tone curve's fit, if any."""
     cfg, prior = trained.cfg, trained.generator.prior
@@ -83,8 +89,13 @@ def build_manifest(trained: TrainedRun, calibration: DrsCalibration, graph_forma
         evaluation=evaluation,
         opset=OPSET if graph_format == "onnx" else None,
         producers=producers,
-        training={"config": cfg.to_dict(), "epochs_completed": trained.epoch, "run_dir": str(trained.run_dir),
-                  "generator_weights": trained.generator_weights, **training_cost(trained.run_dir, trained.epoch)},
+        training={
+            "config": cfg.to_dict(),
+            "epochs_completed": trained.epoch,
+            "run_dir": str(trained.run_dir),
+            "generator_weights": trained.generator_weights,
+            **training_cost(trained.run_dir, trained.epoch),
+        },
         sha256={},
     )
 
@@ -105,13 +116,15 @@ def read_evaluation(path: Path) -> list[dict]:
         raise ExportError(f"evaluation file {path} is not valid JSON") from None
     entries = data.get("records") if isinstance(data, dict) else data
     if not isinstance(entries, list):
-        raise ExportError(f"evaluation file {path}: expected eval-gan's JSON (with \"records\") or a list of records")
+        raise ExportError(f'evaluation file {path}: expected eval-gan\'s JSON (with "records") or a list of records')
     for entry in entries:
-        if not (isinstance(entry, dict) and isinstance(entry.get("protocol"), str)
-                and isinstance(entry.get("metrics"), dict)):
-            raise ExportError(f"evaluation file {path}: every record must be an object with a \"protocol\" "
-                              "and \"metrics\"")
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("protocol"), str)
+            and isinstance(entry.get("metrics"), dict)
+        ):
+            raise ExportError(f'evaluation file {path}: every record must be an object with a "protocol" and "metrics"')
         fid = entry["metrics"].get(f"{P0_PROTOCOL}/fid")
         if entry["protocol"] == P0_PROTOCOL and not isinstance(fid, (int, float)):
-            raise ExportError(f"evaluation file {path}: a {P0_PROTOCOL} record needs a numeric \"{P0_PROTOCOL}/fid\"")
+            raise ExportError(f'evaluation file {path}: a {P0_PROTOCOL} record needs a numeric "{P0_PROTOCOL}/fid"')
     return entries

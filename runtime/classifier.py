@@ -46,8 +46,9 @@ class DigitClassifier:
         except OSError as error:
             raise ArtifactError(f"no MNIST classifier in {folder} ({error.strerror})") from None
         except (ValueError, KeyError, TypeError, AttributeError, StopIteration):
-            raise ArtifactError(f"{folder / MANIFEST_NAME} does not describe an ONNX classifier "
-                                "(input name, outputs, files)") from None
+            raise ArtifactError(
+                f"{folder / MANIFEST_NAME} does not describe an ONNX classifier (input name, outputs, files)"
+            ) from None
         if LOGITS_OUTPUT not in outputs:
             raise ArtifactError(f"the classifier in {folder} has no {LOGITS_OUTPUT!r} output")
         try:

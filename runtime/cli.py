@@ -8,7 +8,7 @@ import math
 import os
 import shutil
 import tempfile
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +29,7 @@ from .registry import ARTIFACTS_ENV, artifacts_root, best_model, locate, runnabl
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
@@ -57,8 +57,10 @@ def _open_model(model: str | None, device: Device) -> GanModel:
 def _require_digit_support(model: GanModel, digit: int | None) -> None:
     if digit is not None and not model.conditional:
         takers = [m.name for m in runnable(shipped_models()) if m.readable.conditional]
-        raise UserError(f"model {model.name} is unconditional ({model.manifest.summary()}): it takes no --digit; "
-                        f"models that take --digit: {', '.join(takers) if takers else f'none in {artifacts_root()}'}")
+        raise UserError(
+            f"model {model.name} is unconditional ({model.manifest.summary()}): it takes no --digit; "
+            f"models that take --digit: {', '.join(takers) if takers else f'none in {artifacts_root()}'}"
+        )
 
 
 def _check_output_file(path: Path) -> None:
@@ -85,35 +87,76 @@ def _write_png_folder(folder: Path, images: np.ndarray) -> None:
         raise
 
 
-@app.command(epilog="Examples: gan-runtime sample --digit 3 --drs 0.2 --out threes.png;  "
-                     "gan-runtime sample --model wgan_gp_mlp --n 1000 --out-dir digits/")
+@app.command(
+    epilog="Examples: gan-runtime sample --digit 3 --drs 0.2 --out threes.png;  "
+    "gan-runtime sample --model wgan_gp_mlp --n 1000 --out-dir digits/"
+)
 def sample(
     model: ModelOption = None,
-    digit: Annotated[int | None, typer.Option("--digit", "-d", callback=validated(check_digit, "--digit"),
-                                                 show_default=False, help="digit 0..9 (conditional models)")] = None,
-    n: Annotated[int, typer.Option("--n", "-n", callback=validated(check_images, "--n"),
-                                   help="number of images")] = 100,
-    drs: Annotated[float | None, typer.Option("--drs", callback=validated(check_rate, "--drs"), show_default=False,
-                                                 help="discriminator rejection sampling: target acceptance rate in "
-                                                 "(0, 1], e.g. 0.2")] = None,
-    seed: Annotated[int, typer.Option("--seed", "-s", callback=validated(check_seed, "--seed"),
-                                      help="noise seed (same seed, same images)")] = 0,
-    spread: Annotated[float | None, typer.Option("--spread", callback=validated(check_spread, "--spread"),
-                                                    show_default=False, help="noise scale: < 1 typical digits, > 1 "
-                                                    "more varied ones [the model's default: its manifest's "
-                                                    "sampling.spread, else 1]")] = None,
+    digit: Annotated[
+        int | None,
+        typer.Option(
+            "--digit",
+            "-d",
+            callback=validated(check_digit, "--digit"),
+            show_default=False,
+            help="digit 0..9 (conditional models)",
+        ),
+    ] = None,
+    n: Annotated[
+        int, typer.Option("--n", "-n", callback=validated(check_images, "--n"), help="number of images")
+    ] = 100,
+    drs: Annotated[
+        float | None,
+        typer.Option(
+            "--drs",
+            callback=validated(check_rate, "--drs"),
+            show_default=False,
+            help="discriminator rejection sampling: target acceptance rate in (0, 1], e.g. 0.2",
+        ),
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed", "-s", callback=validated(check_seed, "--seed"), help="noise seed (same seed, same images)"
+        ),
+    ] = 0,
+    spread: Annotated[
+        float | None,
+        typer.Option(
+            "--spread",
+            callback=validated(check_spread, "--spread"),
+            show_default=False,
+            help="noise scale: < 1 typical digits, > 1 "
+            "more varied ones [the model's default: its manifest's "
+            "sampling.spread, else 1]",
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False, help="grid PNG [grid.png]")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out-dir", show_default=False,
-                                                    help="folder for one PNG per image")] = None,
-    npy: Annotated[Path | None, typer.Option("--npy", show_default=False,
-                                                help="uint8 array [N, 28, 28] (.npy)")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out-dir", show_default=False, help="folder for one PNG per image")
+    ] = None,
+    npy: Annotated[
+        Path | None, typer.Option("--npy", show_default=False, help="uint8 array [N, 28, 28] (.npy)")
+    ] = None,
     device: DeviceOption = Device.auto,
-    batch_size: Annotated[int, typer.Option("--batch-size", callback=validated(check_count, "--batch-size"),
-                                            help="images per graph run (DRS proposal round)")] = DEFAULT_BATCH_SIZE,
-    max_proposals: Annotated[int | None, typer.Option("--max-proposals", show_default=False,
-                                                         callback=validated(check_count, "--max-proposals"),
-                                                         help="DRS gives up past this many proposals "
-                                                         "[10 x N / RATE]")] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            callback=validated(check_count, "--batch-size"),
+            help="images per graph run (DRS proposal round)",
+        ),
+    ] = DEFAULT_BATCH_SIZE,
+    max_proposals: Annotated[
+        int | None,
+        typer.Option(
+            "--max-proposals",
+            show_default=False,
+            callback=validated(check_count, "--max-proposals"),
+            help="DRS gives up past this many proposals [10 x N / RATE]",
+        ),
+    ] = None,
 ) -> None:
     """Generate digits: a grid PNG (default grid.png), one PNG per image, or a .npy array."""
     chosen = [flag for flag, value in (("--out", out), ("--out-dir", out_dir), ("--npy", npy)) if value is not None]
@@ -123,8 +166,10 @@ def sample(
         if not out_dir.parent.is_dir():
             raise UserError(f"output folder {out_dir.parent} does not exist")
         if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-            raise UserError(f"{out_dir} exists and is not an empty folder; choose a new one "
-                            "(mixing two runs' images would corrupt the set)")
+            raise UserError(
+                f"{out_dir} exists and is not an empty folder; choose a new one "
+                "(mixing two runs' images would corrupt the set)"
+            )
     file_target = npy if npy is not None else out if out is not None else Path("grid.png")
     if out_dir is None:
         _check_output_file(file_target)
@@ -132,8 +177,9 @@ def sample(
     gan = _open_model(model, device)
     _require_digit_support(gan, digit)
     spread = gan.default_spread if spread is None else spread
-    images, stats = gan.generate(n, seed=seed, digit=digit, drs_rate=drs, spread=spread, batch_size=batch_size,
-                                 max_proposals=max_proposals)
+    images, stats = gan.generate(
+        n, seed=seed, digit=digit, drs_rate=drs, spread=spread, batch_size=batch_size, max_proposals=max_proposals
+    )
     if out_dir is not None:
         _write_png_folder(out_dir, images)
         target = f"{out_dir}/ ({n} PNGs)"
@@ -148,8 +194,10 @@ def sample(
     what = f"digit {digit}" if digit is not None else "digits drawn uniformly" if gan.conditional else "unconditional"
     typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed}, spread {spread:g})")
     if drs is not None:
-        typer.echo(f"DRS target {drs * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "
-                   f"(achieved {stats.acceptance_rate:.1%})")
+        typer.echo(
+            f"DRS target {drs * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "
+            f"(achieved {stats.acceptance_rate:.1%})"
+        )
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -171,11 +219,22 @@ def _read_image(path: Path) -> np.ndarray:
 def score(
     images: Annotated[list[Path], typer.Argument(help="28x28 greyscale images (white digit on black, as MNIST)")],
     model: ModelOption = None,
-    digit: Annotated[int | None, typer.Option("--digit", "-d", callback=validated(check_digit, "--digit"),
-                                                 show_default=False, help="score as this digit (conditional "
-                                                 "models); default: the best digit")] = None,
-    drs: Annotated[float, typer.Option("--drs", callback=validated(check_rate, "--drs"),
-                                       help="DRS target rate for the acceptance probability")] = 0.2,
+    digit: Annotated[
+        int | None,
+        typer.Option(
+            "--digit",
+            "-d",
+            callback=validated(check_digit, "--digit"),
+            show_default=False,
+            help="score as this digit (conditional models); default: the best digit",
+        ),
+    ] = None,
+    drs: Annotated[
+        float,
+        typer.Option(
+            "--drs", callback=validated(check_rate, "--drs"), help="DRS target rate for the acceptance probability"
+        ),
+    ] = 0.2,
     device: DeviceOption = Device.auto,
 ) -> None:
     """Calibrated realness (probability of a real MNIST digit) and DRS acceptance per image."""
@@ -187,8 +246,10 @@ def score(
     typer.echo(f"{'image':<{width}}  digit  realness    logit  accept@{drs:g}")
     for index, path in enumerate(images):
         shown = "-" if scores.digit is None else str(scores.digit[index])
-        typer.echo(f"{str(path):<{width}}  {shown:>5}  {scores.realness[index]:8.4f}  {scores.logit[index]:7.3f}  "
-                   f"{scores.acceptance[index]:.4f}")
+        typer.echo(
+            f"{str(path):<{width}}  {shown:>5}  {scores.realness[index]:8.4f}  {scores.logit[index]:7.3f}  "
+            f"{scores.acceptance[index]:.4f}"
+        )
 
 
 @app.command(name="list", epilog="Example: gan-runtime list")
@@ -208,8 +269,11 @@ def list_models() -> None:
         fid = entry.manifest.p0_fid()
         spread = entry.manifest.default_spread
         quality = (f"P0 FID {fid:.2f}" if fid is not None else "no P0 FID") + (
-            f" (default spread {spread:g})" if spread != DEFAULT_SPREAD else "")
-        typer.echo(f"{mark} {entry.name:<{width}}  {entry.manifest.summary()}, {entry.manifest.graph_format}, {quality}")
+            f" (default spread {spread:g})" if spread != DEFAULT_SPREAD else ""
+        )
+        typer.echo(
+            f"{mark} {entry.name:<{width}}  {entry.manifest.summary()}, {entry.manifest.graph_format}, {quality}"
+        )
 
 
 @app.command(epilog="Examples: gan-runtime info;  gan-runtime info wgan_gp_cond_mlp")

@@ -88,8 +88,10 @@ class GanModel:
 
     def __init__(self, manifest: Manifest, device: str = "auto"):
         if manifest.graph_format != "onnx":
-            raise ArtifactError(f"model {manifest.name} is a {manifest.graph_format} export; gan-runtime runs ONNX "
-                                "exports (export-gan RUN_DIR --format onnx)")
+            raise ArtifactError(
+                f"model {manifest.name} is a {manifest.graph_format} export; gan-runtime runs ONNX "
+                "exports (export-gan RUN_DIR --format onnx)"
+            )
         self.manifest = manifest
         self.providers = _providers(device)
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -175,7 +177,8 @@ class GanModel:
                 raise ProposalLimitReached(
                     f"DRS stopped at its bound of {bound:,} proposals with {kept} of {n} images accepted "
                     f"({accepted / proposals:.2%} acceptance for a target of {rate * 100:g}%); "
-                    "raise the bound (--max-proposals) or the rate")
+                    "raise the bound (--max-proposals) or the rate"
+                )
             size = min(batch_size, bound - proposals)
             eps = rng.standard_normal((size, self.latent_dim), dtype=np.float32)
             eps *= np.float32(spread)
@@ -195,8 +198,15 @@ class GanModel:
             kept += take.size
         rejected = proposals - accepted
         stats = GenerationStats(
-            n, proposals, accepted, rate, running_max, float(logit_sums[0] / max(accepted, 1)),
-            float(logit_sums[1] / rejected) if rejected else math.nan, np.concatenate(kept_labels))
+            n,
+            proposals,
+            accepted,
+            rate,
+            running_max,
+            float(logit_sums[0] / max(accepted, 1)),
+            float(logit_sums[1] / rejected) if rejected else math.nan,
+            np.concatenate(kept_labels),
+        )
         return np.concatenate(kept_images), stats
 
     def grid_layout(self, columns: int = 10) -> tuple[int, str]:
@@ -220,12 +230,14 @@ class GanModel:
         if digit is not None:
             check_digit(digit)
             if not self.conditional:
-                raise InvalidRequest(f"model {self.name} is unconditional ({self.manifest.summary()}): "
-                                     "it takes no digit")
+                raise InvalidRequest(
+                    f"model {self.name} is unconditional ({self.manifest.summary()}): it takes no digit"
+                )
         if component is not None:
             if not self.num_components:
-                raise InvalidRequest(f"model {self.name} has no mixture components to choose from "
-                                     f"({self.manifest.summary()})")
+                raise InvalidRequest(
+                    f"model {self.name} has no mixture components to choose from ({self.manifest.summary()})"
+                )
             check_whole(component, "component", 0, self.num_components - 1)
 
     def _draw_labels(self, rng: np.random.Generator, n: int, digit: int | None, component: int | None) -> np.ndarray:
@@ -272,8 +284,10 @@ class GanModel:
         unit = _as_unit_images(images)
         session = self._session("critic")
         if self.conditional and digit is None:
-            per_digit = [session.run(None, {"image": unit, "label": np.full(len(unit), d, dtype=np.int64)})
-                         for d in range(NUM_DIGITS)]
+            per_digit = [
+                session.run(None, {"image": unit, "label": np.full(len(unit), d, dtype=np.int64)})
+                for d in range(NUM_DIGITS)
+            ]
             logits = np.stack([out[0] for out in per_digit])
             fs = np.stack([out[1] for out in per_digit])
             labels = logits.argmax(axis=0)
@@ -303,12 +317,15 @@ class GanModel:
             external = self._external_data
             if external:
                 options.add_external_initializers_from_files_in_memory(
-                    list(external), list(external.values()), [len(data) for data in external.values()])
+                    list(external), list(external.values()), [len(data) for data in external.values()]
+                )
             try:
                 self._sessions[role] = ort.InferenceSession(graph, options, providers=self.providers)
             except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph classes
-                raise ArtifactError(f"model {self.name}: onnxruntime cannot load {self.manifest.graph_file(role)} "
-                                    f"({str(error).splitlines()[0]})") from None
+                raise ArtifactError(
+                    f"model {self.name}: onnxruntime cannot load {self.manifest.graph_file(role)} "
+                    f"({str(error).splitlines()[0]})"
+                ) from None
         return self._sessions[role]
 
 

@@ -61,8 +61,10 @@ def best_model(models: list[ShippedModel]) -> tuple[ShippedModel, str | None]:
     """(the default model, a note when the choice is a fallback rather than a measured best)."""
     candidates = runnable(models)
     if not candidates:
-        raise ArtifactError(f"no models in {artifacts_root()}; export one with `export-gan RUN_DIR` "
-                            f"or pass --model PATH (set ${ARTIFACTS_ENV} to look elsewhere)")
+        raise ArtifactError(
+            f"no models in {artifacts_root()}; export one with `export-gan RUN_DIR` "
+            f"or pass --model PATH (set ${ARTIFACTS_ENV} to look elsewhere)"
+        )
     scored = [(m.readable.p0_fid(), m.name, m) for m in candidates if m.readable.p0_fid() is not None]
     if scored:
         return min(scored, key=lambda item: item[:2])[2], None

@@ -46,6 +46,7 @@ def environment_variable(name: str, value: str):
 def one_line_error_check(program: str):
     """An assertion for `program`'s bad-input contract: exit `code`, one `PROG: error: ...` line on stderr
     (besides `PROG: note:` lines), no traceback, and each fragment in that line."""
+
     def check(result, *fragments, code: int = 2):
         assert result.returncode == code, (result.stdout, result.stderr)
         lines = [line for line in result.stderr.strip().splitlines() if not line.startswith(f"{program}: note:")]
@@ -53,10 +54,18 @@ def one_line_error_check(program: str):
         assert "Traceback" not in result.stderr
         for fragment in fragments:
             assert fragment in lines[0], lines[0]
+
     return check
 
 
 def tiny_overrides(**extra) -> dict:
     """A few hundred real images, a few steps: enough to exercise every code path on 2 CPU cores."""
-    return {"train_limit": 256, "batch_size": 32, "epochs": 1, "device": "cpu", "eval_every": 1,
-            "eval_samples": 200, **extra}
+    return {
+        "train_limit": 256,
+        "batch_size": 32,
+        "epochs": 1,
+        "device": "cpu",
+        "eval_every": 1,
+        "eval_samples": 200,
+        **extra,
+    }

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.manifest import sha256_hex
 from common.errors import UserError
+from common.manifest import sha256_hex
 from demo.images import read_image_file
 from demo.service import DemoModels
 from evaluation.cli import main as eval_main
@@ -69,6 +69,7 @@ def _edit_manifest(change):
     def build(trained, work):
         folder = _copy_model(trained, work)
         _edit_json(folder / "manifest.json", change)
+
     return build
 
 
@@ -128,6 +129,7 @@ def _unknown_preset_config(trained, work):
 def _write(name: str, content: str):
     def build(trained, work):
         (work / name).write_text(content)
+
     return build
 
 
@@ -176,70 +178,154 @@ BAD_INPUTS = [
     ("train-gan", ["vanilla", "--epochs", "1.5", "--dry-run"], ["--epochs"], None),
     ("train-gan", ["vanilla", "--gp-lambda", "nan", "--dry-run"], ["gp_lambda must be a finite number"], None),
     ("train-gan", ["gmgan_static", "--mixture-radius", "inf", "--dry-run"], ["mixture_radius must be a finite"], None),
-    ("train-gan", ["vanilla", "--latent-dim", "4294967296", "--dry-run"], ["latent_dim must be <= 2,147,483,647"], None),
+    (
+        "train-gan",
+        ["vanilla", "--latent-dim", "4294967296", "--dry-run"],
+        ["latent_dim must be <= 2,147,483,647"],
+        None,
+    ),
     ("train-gan", ["vanilla", "--beta1", "1.0", "--dry-run"], ["beta1 must be in [0, 1)"], None),
     ("train-gan", ["vanilla", "--seed", "-5", "--dry-run"], ["seed must be >= 0"], None),
-    ("train-gan", ["vanilla", "--config", "{work}/list.yaml", "--dry-run"], ["must hold a table"],
-     _write("list.yaml", "- batch_size\n- 64\n")),
-    ("train-gan", ["vanilla", "--config", "{work}/c.json", "--dry-run"], ["must end in .toml, .yaml or .yml"],
-     _write("c.json", "{}")),
+    (
+        "train-gan",
+        ["vanilla", "--config", "{work}/list.yaml", "--dry-run"],
+        ["must hold a table"],
+        _write("list.yaml", "- batch_size\n- 64\n"),
+    ),
+    (
+        "train-gan",
+        ["vanilla", "--config", "{work}/c.json", "--dry-run"],
+        ["must end in .toml, .yaml or .yml"],
+        _write("c.json", "{}"),
+    ),
     # train-gan: damaged run folders given to --resume
     ("train-gan", ["--resume", "{work}/run", "--epochs", "2"], ["is missing or unreadable"], _truncated_config),
-    ("train-gan", ["--resume", "{work}/run", "--epochs", "2"], ["does not match", "config.json"],
-     _config_of_another_model),
-    ("train-gan", ["--resume", "{work}/run", "--epochs", "2"], ["corrupt or not one of ours"],
-     _checkpoint_with_a_lying_header),
+    (
+        "train-gan",
+        ["--resume", "{work}/run", "--epochs", "2"],
+        ["does not match", "config.json"],
+        _config_of_another_model,
+    ),
+    (
+        "train-gan",
+        ["--resume", "{work}/run", "--epochs", "2"],
+        ["corrupt or not one of ours"],
+        _checkpoint_with_a_lying_header,
+    ),
     ("train-gan", ["--resume", "{work}/run", "--epochs", "2"], ["corrupt or not one of ours"], _pickled_checkpoint),
     # eval-gan
-    ("eval-gan", ["score", "{work}/mixed_pngs", "--protocol", "proxy", "--json", "{work}/r.json"],
-     ["b.png is 32x32", "28x28"], _images),
+    (
+        "eval-gan",
+        ["score", "{work}/mixed_pngs", "--protocol", "proxy", "--json", "{work}/r.json"],
+        ["b.png is 32x32", "28x28"],
+        _images,
+    ),
     ("eval-gan", ["score", "{work}/empty_pngs", "--protocol", "proxy"], ["holds no .png images"], _images),
     ("eval-gan", ["score", "{run}", "--protocol", "fast"], ["unknown protocol 'fast'"], None),
     ("eval-gan", ["score", "{model}", "--drs-rate", "2"], ["--drs-rate must be a target acceptance rate"], None),
     ("eval-gan", ["score", "{run}", "--n", "0"], ["--n"], None),
-    ("eval-gan", ["score", "{work}/run", "--protocol", "proxy", "--n", "100"], ["corrupt or not one of ours"],
-     _truncated_checkpoint),
+    (
+        "eval-gan",
+        ["score", "{work}/run", "--protocol", "proxy", "--n", "100"],
+        ["corrupt or not one of ours"],
+        _truncated_checkpoint,
+    ),
     ("eval-gan", ["sigma-sweep", "{run}", "--sigmas", "0.1,abc"], ["--sigmas must be comma-separated numbers"], None),
-    ("eval-gan", ["score", "{work}/model", "--protocol", "proxy", "--n", "100"], ["is not valid JSON"],
-     _truncated_manifest),
+    (
+        "eval-gan",
+        ["score", "{work}/model", "--protocol", "proxy", "--n", "100"],
+        ["is not valid JSON"],
+        _truncated_manifest,
+    ),
     # export-gan
     ("export-gan", ["{work}/run", "--out", "{work}/out"], ["corrupt or not one of ours"], _pickled_checkpoint),
     ("export-gan", ["{work}/run", "--out", "{work}/out"], ["corrupt or not one of ours"], _foreign_safetensors),
     ("export-gan", ["{work}/run", "--out", "{work}/out"], ["corrupt or not one of ours"], _truncated_checkpoint),
     ("export-gan", ["{work}/run", "--out", "{work}/out"], ["does not match its config.json"], _config_of_another_model),
     ("export-gan", ["{work}/run", "--out", "{work}/out"], ["unknown preset 'biggan'"], _unknown_preset_config),
-    ("export-gan", ["{run}", "--out", "{work}/taken", "--force"], ["exists and is not a folder"],
-     _an_existing_file_and_folder),
+    (
+        "export-gan",
+        ["{run}", "--out", "{work}/taken", "--force"],
+        ["exists and is not a folder"],
+        _an_existing_file_and_folder,
+    ),
     ("export-gan", ["{run}", "--burn-in", "many", "--out", "{work}/out"], ["--burn-in"], None),
-    ("export-gan", ["{run}", "--evaluation", "{work}/eval.json", "--out", "{work}/out"], ["evaluation"],
-     _write("eval.json", "{not json")),
+    (
+        "export-gan",
+        ["{run}", "--evaluation", "{work}/eval.json", "--out", "{work}/out"],
+        ["evaluation"],
+        _write("eval.json", "{not json"),
+    ),
     # gan-runtime sample: types, ranges, outputs
     ("gan-runtime", ["sample", "--seed", "-1", "--out", "{work}/g.png"], ["--seed must be >= 0"], None),
-    ("gan-runtime", ["sample", "--spread", "inf", "--out", "{work}/g.png"], ["spread must be a finite number > 0"], None),
+    (
+        "gan-runtime",
+        ["sample", "--spread", "inf", "--out", "{work}/g.png"],
+        ["spread must be a finite number > 0"],
+        None,
+    ),
     ("gan-runtime", ["sample", "--spread", "0", "--out", "{work}/g.png"], ["spread must be a finite number > 0"], None),
     ("gan-runtime", ["sample", "--n", "2000000", "--npy", "{work}/x.npy"], ["--n must be in 1..1,000,000"], None),
     ("gan-runtime", ["sample", "--batch-size", "0", "--out", "{work}/g.png"], ["--batch-size must be >= 1"], None),
-    ("gan-runtime", ["sample", "--drs", "0.5", "--max-proposals", "0", "--out", "{work}/g.png"],
-     ["--max-proposals must be >= 1"], None),
-    ("gan-runtime", ["sample", "--drs", "nan", "--out", "{work}/g.png"], ["--drs must be a target acceptance rate"], None),
+    (
+        "gan-runtime",
+        ["sample", "--drs", "0.5", "--max-proposals", "0", "--out", "{work}/g.png"],
+        ["--max-proposals must be >= 1"],
+        None,
+    ),
+    (
+        "gan-runtime",
+        ["sample", "--drs", "nan", "--out", "{work}/g.png"],
+        ["--drs must be a target acceptance rate"],
+        None,
+    ),
     ("gan-runtime", ["sample", "--digit", "3.5", "--out", "{work}/g.png"], ["--digit"], None),
     ("gan-runtime", ["sample", "--out", "{work}/folder"], ["is a folder, not a file"], _an_existing_file_and_folder),
     ("gan-runtime", ["sample", "--out", "{work}/../no_such_folder/g.png"], ["output folder", "does not exist"], None),
     ("gan-runtime", ["sample", "--out-dir", "{work}/taken"], ["is not an empty folder"], _an_existing_file_and_folder),
     # gan-runtime: models that escape the artifacts folder, or are damaged
-    ("gan-runtime", ["sample", "--model", "../" * 20 + "etc", "--out", "{work}/g.png"], ["is not a model folder"], None),
-    ("gan-runtime", ["sample", "--model", "{work}/model", "--out", "{work}/g.png"], ["is not valid JSON"],
-     _truncated_manifest),
-    ("gan-runtime", ["sample", "--model", "{work}/model", "--out", "{work}/g.png"], ["lacks 'latent_dim'"],
-     _edit_manifest(lambda m: m.update(latent_dim="100"))),
-    ("gan-runtime", ["sample", "--model", "{work}/model", "--out", "{work}/g.png"], ["format_version 2"],
-     _edit_manifest(lambda m: m.update(format_version=2))),
-    ("gan-runtime", ["sample", "--model", "{work}/model", "--out", "{work}/g.png"], ["does not match the sha256"],
-     _edit_manifest(lambda m: m["sha256"].update({"generator.onnx": "0" * 64}))),
-    ("gan-runtime", ["sample", "--model", "{work}/model", "--out", "{work}/g.png"], ["does not match the sha256"],
-     _truncated_graph),
-    ("gan-runtime", ["sample", "--model", "{work}/model", "--out", "{work}/g.png"], ["onnxruntime cannot load"],
-     _garbage_graph_with_matching_sha256),
+    (
+        "gan-runtime",
+        ["sample", "--model", "../" * 20 + "etc", "--out", "{work}/g.png"],
+        ["is not a model folder"],
+        None,
+    ),
+    (
+        "gan-runtime",
+        ["sample", "--model", "{work}/model", "--out", "{work}/g.png"],
+        ["is not valid JSON"],
+        _truncated_manifest,
+    ),
+    (
+        "gan-runtime",
+        ["sample", "--model", "{work}/model", "--out", "{work}/g.png"],
+        ["lacks 'latent_dim'"],
+        _edit_manifest(lambda m: m.update(latent_dim="100")),
+    ),
+    (
+        "gan-runtime",
+        ["sample", "--model", "{work}/model", "--out", "{work}/g.png"],
+        ["format_version 2"],
+        _edit_manifest(lambda m: m.update(format_version=2)),
+    ),
+    (
+        "gan-runtime",
+        ["sample", "--model", "{work}/model", "--out", "{work}/g.png"],
+        ["does not match the sha256"],
+        _edit_manifest(lambda m: m["sha256"].update({"generator.onnx": "0" * 64})),
+    ),
+    (
+        "gan-runtime",
+        ["sample", "--model", "{work}/model", "--out", "{work}/g.png"],
+        ["does not match the sha256"],
+        _truncated_graph,
+    ),
+    (
+        "gan-runtime",
+        ["sample", "--model", "{work}/model", "--out", "{work}/g.png"],
+        ["onnxruntime cannot load"],
+        _garbage_graph_with_matching_sha256,
+    ),
     ("gan-runtime", ["info", "{work}/model"], ["is not a manifest"], _manifest_as_a_list),
     # gan-runtime score: image sizes and damaged images
     ("gan-runtime", ["score", "{work}/wide.png"], ["is 27x28", "28x28"], _images),
@@ -255,14 +341,17 @@ def _case_id(case) -> str:
 
 
 def _tree(folder: Path) -> dict[str, str]:
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-            for path in sorted(folder.rglob("*"))}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        for path in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("entry, args, fragments, setup", BAD_INPUTS, ids=[_case_id(c) for c in BAD_INPUTS])
-def test_bad_input_is_one_line_non_zero_and_writes_nothing(trained, tmp_path, monkeypatch, capsys,
-                                                           entry, args, fragments, setup):
+def test_bad_input_is_one_line_non_zero_and_writes_nothing(
+    trained, tmp_path, monkeypatch, capsys, entry, args, fragments, setup
+):
     work = tmp_path / "work"
     work.mkdir()
     if setup is not None:

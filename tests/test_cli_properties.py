@@ -29,7 +29,11 @@ from .test_bad_inputs import MODEL, trained  # noqa: F401  (the module-scoped ti
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 ANY_VALUE = st.one_of(
-    st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=8), st.none(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=8),
+    st.none(),
     st.lists(st.integers(), max_size=2),
 )
 NUMBERS = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True))
@@ -41,9 +45,12 @@ def one_line(error: Exception) -> bool:
 
 # ---------------------------------------------------------------------- train-gan's configuration
 @PROPERTY_SETTINGS
-@given(variant=st.sampled_from(list(PRESETS)),
-       overrides=st.dictionaries(st.sampled_from([name for name in FIELDS if name != "variant"]),
-                                 st.one_of(NUMBERS, ANY_VALUE), max_size=4))
+@given(
+    variant=st.sampled_from(list(PRESETS)),
+    overrides=st.dictionaries(
+        st.sampled_from([name for name in FIELDS if name != "variant"]), st.one_of(NUMBERS, ANY_VALUE), max_size=4
+    ),
+)
 def test_any_config_values_resolve_to_a_valid_config_or_one_config_error(variant, overrides):
     try:
         cfg = resolve(variant, overrides)
@@ -143,7 +150,9 @@ def test_demo_numbers_are_finite_and_in_range_or_refused(value):
 @given(value=ANY_VALUE, allow_off=st.booleans())
 def test_demo_drs_rates_are_in_0_1_or_off_or_refused(value, allow_off):
     try:
-        rate = check_rate_or_off(value, "the DRS target rate") if allow_off else check_rate(value, "the DRS target rate")
+        rate = (
+            check_rate_or_off(value, "the DRS target rate") if allow_off else check_rate(value, "the DRS target rate")
+        )
     except InvalidRequest as error:
         assert one_line(error)
         return

@@ -27,11 +27,11 @@ NOT_SHIPPED: dict[str, str] = {}
 # The fields of training.config that may legitimately differ from the recipe, with why. No others.
 NOT_COMPARED = {
     "device": "per machine, so the recipes leave it at 'auto' and the scripts pass --device (cpu; cuda for "
-              "wgan_gp_cond_conv_w96)",
+    "wgan_gp_cond_conv_w96)",
     "epochs": "a run stopped before its planned end records the planned count (wgan_gp_cond_conv: started "
-              "with 60, stopped at 30 to free the cores; wgan_gp_cond_conv_w96: --epochs 2000, cut by a "
-              "deadline); the recipe states the shipped count, compared with training.epochs_completed in "
-              "test_recipe_states_the_shipped_epochs",
+    "with 60, stopped at 30 to free the cores; wgan_gp_cond_conv_w96: --epochs 2000, cut by a "
+    "deadline); the recipe states the shipped count, compared with training.epochs_completed in "
+    "test_recipe_states_the_shipped_epochs",
 }
 # Shipped weights cut inside an epoch: the recipe states the nearest whole epoch count.
 PARTIAL_EPOCH = {"wgan_gp_cond_conv_w96": 115}  # stopped at epoch 114 + 273 of 429 steps
@@ -78,8 +78,11 @@ def test_recipe_resolves_to_the_manifests_config(name, monkeypatch, capsys):
     resolved = json.loads(out)
     resolved.pop("run_dir")
     recorded = trained_with(name)
-    differ = {field: {"recipe": resolved[field], "manifest": recorded[field]}
-              for field in FIELDS if field not in NOT_COMPARED and resolved[field] != recorded[field]}
+    differ = {
+        field: {"recipe": resolved[field], "manifest": recorded[field]}
+        for field in FIELDS
+        if field not in NOT_COMPARED and resolved[field] != recorded[field]
+    }
     assert differ == {}, f"configs/{name}.toml"
 
 
@@ -96,14 +99,16 @@ def test_recipe_names_its_preset_and_states_only_differences(name):
     variant = stated.pop("variant", None)
     assert variant is not None, f"configs/{name}.toml names no preset (variant = ...)"
     preset = resolve(variant).to_dict()
-    assert sorted(field for field, value in stated.items() if preset.get(field) == value) == [], \
+    assert sorted(field for field, value in stated.items() if preset.get(field) == value) == [], (
         f"configs/{name}.toml restates its preset's values"
+    )
     assert "device" not in stated, f"configs/{name}.toml: the device is per machine, given on the command line"
 
 
 def test_preset_argument_agreeing_with_the_file_is_accepted(monkeypatch, capsys):
-    code, out, err = run_train_gan(monkeypatch, capsys, "wgan_gp_cond", "--config", recipe("wgan_gp_cond_conv"),
-                                   "--dry-run", "--seed", "3")
+    code, out, err = run_train_gan(
+        monkeypatch, capsys, "wgan_gp_cond", "--config", recipe("wgan_gp_cond_conv"), "--dry-run", "--seed", "3"
+    )
     assert code == 0, err
     resolved = json.loads(out)
     assert (resolved["variant"], resolved["arch"], resolved["seed"]) == ("wgan_gp_cond", "conv", 3)
@@ -117,8 +122,9 @@ def one_line_error(code: int, out: str, err: str) -> str:
 
 
 def test_preset_argument_conflicting_with_the_file_is_one_line_error(monkeypatch, capsys):
-    line = one_line_error(*run_train_gan(monkeypatch, capsys, "vanilla", "--config", recipe("wgan_gp_cond_conv"),
-                                         "--dry-run"))
+    line = one_line_error(
+        *run_train_gan(monkeypatch, capsys, "vanilla", "--config", recipe("wgan_gp_cond_conv"), "--dry-run")
+    )
     assert "'vanilla' conflicts with variant = 'wgan_gp_cond'" in line, line
 
 

@@ -41,13 +41,19 @@ pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
 
 UNCONDITIONAL, CONDITIONAL = "wgan_gp", "wgan_gp_cond"
 # Made-up P0 entries (these tiny models were never scored): the unconditional one is the default.
-P0_RESULTS = {UNCONDITIONAL: [{"protocol": "p0", "seed": 0,
-                               "metrics": {"p0/fid": 95.5, "p0/precision_k3": 0.61, "p0/recall_k3": 0.52}}],
-              CONDITIONAL: [{"protocol": "p0", "seed": seed, "metrics": {"p0/fid": fid, "p0/precision_k3": 0.55,
-                                                                       "p0/recall_k3": 0.47}}
-                            for seed, fid in ((0, 119.25), (1, 121.25))]
-              + [{"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 110.0}},
-                 {"protocol": "p0", "seed": 0, "spread": 0.9, "metrics": {"p0/fid": 130.0, "p0/precision_k3": 0.6}}]}
+P0_RESULTS = {
+    UNCONDITIONAL: [
+        {"protocol": "p0", "seed": 0, "metrics": {"p0/fid": 95.5, "p0/precision_k3": 0.61, "p0/recall_k3": 0.52}}
+    ],
+    CONDITIONAL: [
+        {"protocol": "p0", "seed": seed, "metrics": {"p0/fid": fid, "p0/precision_k3": 0.55, "p0/recall_k3": 0.47}}
+        for seed, fid in ((0, 119.25), (1, 121.25))
+    ]
+    + [
+        {"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 110.0}},
+        {"protocol": "p0", "seed": 0, "spread": 0.9, "metrics": {"p0/fid": 130.0, "p0/precision_k3": 0.6}},
+    ],
+}
 
 
 def write_centroid_classifier(folder, images, labels):
@@ -57,17 +63,24 @@ def write_centroid_classifier(folder, images, labels):
     weights = numpy_helper.from_array(centroids.T.astype(np.float32), "weights")
     bias = numpy_helper.from_array((-0.5 * (centroids**2).sum(axis=1)).astype(np.float32), "bias")
     graph = helper.make_graph(
-        [helper.make_node("Flatten", ["images"], ["flat"], axis=1),
-         helper.make_node("Gemm", ["flat", "weights", "bias"], ["logits"])],
+        [
+            helper.make_node("Flatten", ["images"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "weights", "bias"], ["logits"]),
+        ],
         "centroids",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, 28, 28])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [weights, bias])
+        [weights, bias],
+    )
     data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
     folder.mkdir()
     (folder / "classifier.onnx").write_bytes(data)
-    manifest = {"name": CLASSIFIER_FOLDER, "input": {"name": "images"}, "outputs": {"logits": ["N", 10]},
-                "files": {"classifier.onnx": {"sha256": sha256_hex(data), "bytes": len(data)}}}
+    manifest = {
+        "name": CLASSIFIER_FOLDER,
+        "input": {"name": "images"},
+        "outputs": {"logits": ["N", 10]},
+        "files": {"classifier.onnx": {"sha256": sha256_hex(data), "bytes": len(data)}},
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -85,11 +98,11 @@ def demo_artifacts(tmp_path_factory):
         staging = tmp_path_factory.mktemp("demo-staging")
         for variant in (UNCONDITIONAL, CONDITIONAL):
             run = train_tiny_run(staging / "runs", variant)
-            export_run(run, "onnx", staging / "artifacts" / variant, DATA_ROOT, burn_in=1000,
-                       evaluation=P0_RESULTS[variant])
+            export_run(
+                run, "onnx", staging / "artifacts" / variant, DATA_ROOT, burn_in=1000, evaluation=P0_RESULTS[variant]
+            )
         images, labels = load_mnist_uint8(DATA_ROOT, train=True)
-        write_centroid_classifier(staging / "artifacts" / CLASSIFIER_FOLDER, images[:5000],
-                                  labels[:5000])
+        write_centroid_classifier(staging / "artifacts" / CLASSIFIER_FOLDER, images[:5000], labels[:5000])
         (staging / "artifacts").rename(root)
     return root
 
@@ -147,19 +160,23 @@ def test_spread_scales_the_noise_and_drs_off_keeps_everything(client, demo_artif
     assert not np.array_equal(wider, expected)
 
 
-@pytest.mark.parametrize("model, count, digit, rate, seed, spread, message", [
-    (CONDITIONAL, MAX_SAMPLES + 1, "any", 0, 0, 1.0, f"greater than maximum value {MAX_SAMPLES}"),
-    (CONDITIONAL, 0, "any", 0, 0, 1.0, "less than minimum value 1"),
-    (CONDITIONAL, 2.5, "any", 0, 0, 1.0, "the number of samples must be a whole number"),
-    (CONDITIONAL, 4, "12", 0, 0, 1.0, "not in the list of choices"),
-    (UNCONDITIONAL, 4, "3", 0, 0, 1.0, "is unconditional"),
-    (CONDITIONAL, 4, "any", 1.5, 0, 1.0, "greater than maximum value 1"),
-    (CONDITIONAL, 4, "any", 0, -1, 1.0, "less than minimum value 0"),
-    (CONDITIONAL, 4, "any", 0, 0, 9.0, "greater than maximum value 2"),
-    ("no_such_model", 4, "any", 0, 0, 1.0, "not in the list of choices"),
-])
-def test_bad_generate_requests_show_an_error_and_the_app_keeps_serving(client, model, count, digit, rate, seed,
-                                                                       spread, message):
+@pytest.mark.parametrize(
+    "model, count, digit, rate, seed, spread, message",
+    [
+        (CONDITIONAL, MAX_SAMPLES + 1, "any", 0, 0, 1.0, f"greater than maximum value {MAX_SAMPLES}"),
+        (CONDITIONAL, 0, "any", 0, 0, 1.0, "less than minimum value 1"),
+        (CONDITIONAL, 2.5, "any", 0, 0, 1.0, "the number of samples must be a whole number"),
+        (CONDITIONAL, 4, "12", 0, 0, 1.0, "not in the list of choices"),
+        (UNCONDITIONAL, 4, "3", 0, 0, 1.0, "is unconditional"),
+        (CONDITIONAL, 4, "any", 1.5, 0, 1.0, "greater than maximum value 1"),
+        (CONDITIONAL, 4, "any", 0, -1, 1.0, "less than minimum value 0"),
+        (CONDITIONAL, 4, "any", 0, 0, 9.0, "greater than maximum value 2"),
+        ("no_such_model", 4, "any", 0, 0, 1.0, "not in the list of choices"),
+    ],
+)
+def test_bad_generate_requests_show_an_error_and_the_app_keeps_serving(
+    client, model, count, digit, rate, seed, spread, message
+):
     with pytest.raises(AppError, match=message):
         client.predict(model, count, digit, rate, seed, spread, api_name="/generate")
     gallery, _, _ = client.predict(CONDITIONAL, 2, "any", 0, 0, 1.0, api_name="/generate")
@@ -170,16 +187,18 @@ def test_the_service_validates_what_the_page_also_checks(demo_artifacts):
     """Gradio's components refuse some values first; the demo's own checks hold without them."""
     models = DemoModels(demo_artifacts)
     good = dict(name=CONDITIONAL, count=4, digit="any", rate=0, seed=0, spread=1.0)
-    for change, message in [({"count": MAX_SAMPLES + 1}, "number of samples must be in 1..256"),
-                            ({"count": True}, "whole number"),
-                            ({"digit": "12"}, "digit must be in 0..9"),
-                            ({"digit": "²"}, "digit must be 'any' or 0..9"),
-                            ({"name": ["a", "list"]}, "no model"),
-                            ({"rate": 1.5}, r"rate in \(0, 1\]"),
-                            ({"rate": float("nan")}, r"rate in \(0, 1\]"),
-                            ({"seed": -1}, "seed must be in 0..4,294,967,295"),
-                            ({"spread": 0.0}, r"spread must be a number in \[0.1, 2\]"),
-                            ({"name": "nope"}, "no model 'nope'")]:
+    for change, message in [
+        ({"count": MAX_SAMPLES + 1}, "number of samples must be in 1..256"),
+        ({"count": True}, "whole number"),
+        ({"digit": "12"}, "digit must be in 0..9"),
+        ({"digit": "²"}, "digit must be 'any' or 0..9"),
+        ({"name": ["a", "list"]}, "no model"),
+        ({"rate": 1.5}, r"rate in \(0, 1\]"),
+        ({"rate": float("nan")}, r"rate in \(0, 1\]"),
+        ({"seed": -1}, "seed must be in 0..4,294,967,295"),
+        ({"spread": 0.0}, r"spread must be a number in \[0.1, 2\]"),
+        ({"name": "nope"}, "no model 'nope'"),
+    ]:
         with pytest.raises(UserError, match=message):
             models.generate(**{**good, **change})
 
@@ -195,8 +214,9 @@ def test_drs_stops_at_the_demo_bound_with_a_message(demo_artifacts, monkeypatch)
 def test_score_an_uploaded_mnist_digit(client, demo_artifacts, mnist_test, tmp_path):
     images, labels = mnist_test
     index = int(np.flatnonzero(labels == 0)[0])
-    scored, verdict, result = client.predict(CONDITIONAL, png_file(tmp_path / "zero.png", images[index]), "best",
-                                             0.2, api_name="/score_upload")
+    scored, verdict, result = client.predict(
+        CONDITIONAL, png_file(tmp_path / "zero.png", images[index]), "best", 0.2, api_name="/score_upload"
+    )
     assert np.array_equal(np.asarray(Image.open(scored)), images[index])  # a 28x28 MNIST digit is scored as is
     scores = GanModel(read_manifest(demo_artifacts / CONDITIONAL)).score(images[index][None], drs_rate=0.2)
     assert result["realness"] == pytest.approx(float(scores.realness[0]))
@@ -211,8 +231,9 @@ def test_a_large_dark_on_light_jpeg_is_inverted_and_framed(client, mnist_test, t
     index = int(np.flatnonzero(labels == 1)[0])
     paper = Image.fromarray(255 - images[index]).resize((300, 420), Image.Resampling.BICUBIC)
     paper.convert("RGB").save(tmp_path / "one.jpg", quality=90)
-    scored, _, result = client.predict(UNCONDITIONAL, handle_file(str(tmp_path / "one.jpg")), "best", 0.5,
-                                       api_name="/score_upload")
+    scored, _, result = client.predict(
+        UNCONDITIONAL, handle_file(str(tmp_path / "one.jpg")), "best", 0.5, api_name="/score_upload"
+    )
     pixels = np.asarray(Image.open(scored))
     assert pixels.shape == (28, 28) and pixels[[0, -1]].max() < 40 and pixels.max() > 200  # light on black
     assert result["scored_as_digit"] is None and result["classifier_digit"] == 1
@@ -231,27 +252,34 @@ def test_score_a_drawing_of_dark_strokes_on_a_transparent_canvas(client, mnist_t
     assert result["scored_as_digit"] == 0 and result["classifier_digit"] == 0
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("notes.png", b"not an image at all", "not a PNG or JPEG image"),
-    ("notes.txt", b"not an image at all", "Invalid file type"),
-])
-def test_a_non_image_upload_shows_an_error_and_the_app_keeps_serving(client, mnist_test, tmp_path, name, content,
-                                                                     message):
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("notes.png", b"not an image at all", "not a PNG or JPEG image"),
+        ("notes.txt", b"not an image at all", "Invalid file type"),
+    ],
+)
+def test_a_non_image_upload_shows_an_error_and_the_app_keeps_serving(
+    client, mnist_test, tmp_path, name, content, message
+):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(AppError, match=message):
         client.predict(CONDITIONAL, handle_file(str(tmp_path / name)), "best", 0.2, api_name="/score_upload")
-    _, _, result = client.predict(CONDITIONAL, png_file(tmp_path / "digit.png", mnist_test[0][0]), "best", 0.2,
-                                  api_name="/score_upload")
+    _, _, result = client.predict(
+        CONDITIONAL, png_file(tmp_path / "digit.png", mnist_test[0][0]), "best", 0.2, api_name="/score_upload"
+    )
     assert 0 <= result["realness"] <= 1
 
 
 def test_scoring_refuses_an_empty_drawing_and_a_digit_for_an_unconditional_model(client, mnist_test, tmp_path):
     with pytest.raises(AppError, match="draw a digit first"):
-        client.predict(CONDITIONAL, {"background": None, "layers": [], "composite": None}, "best", 0.2,
-                       api_name="/score_drawing")
+        client.predict(
+            CONDITIONAL, {"background": None, "layers": [], "composite": None}, "best", 0.2, api_name="/score_drawing"
+        )
     with pytest.raises(AppError, match="is unconditional"):
-        client.predict(UNCONDITIONAL, png_file(tmp_path / "d.png", mnist_test[0][0]), "4", 0.2,
-                       api_name="/score_upload")
+        client.predict(
+            UNCONDITIONAL, png_file(tmp_path / "d.png", mnist_test[0][0]), "4", 0.2, api_name="/score_upload"
+        )
 
 
 # ---------------------------------------------------------------------- the image rule
@@ -287,15 +315,49 @@ def test_model_card_lists_p0_results_and_a_grid_per_model(client, demo_artifacts
     models = DemoModels(demo_artifacts)
     assert models.default == UNCONDITIONAL  # the lowest P0 FID
     headers, rows = models.results_table()
-    assert headers == ["model", "variant", "architecture", "prior", "labels", "sampling", "P0 fid",
-                       "P0 precision_k3", "P0 recall_k3", "P0 precision_k5", "P0 recall_k5"]
+    assert headers == [
+        "model",
+        "variant",
+        "architecture",
+        "prior",
+        "labels",
+        "sampling",
+        "P0 fid",
+        "P0 precision_k3",
+        "P0 recall_k3",
+        "P0 precision_k5",
+        "P0 recall_k5",
+    ]
     assert rows == [
         [UNCONDITIONAL, "wgan_gp", "mlp", "normal", "none", "plain, 1 seed", "95.5", "0.61", "0.52", "—", "—"],
-        [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "plain, 2 seeds", "120 ± 1", "0.55 ± 0",
-         "0.47 ± 0", "—", "—"],
-        [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "spread 0.9, 1 seed", "130", "0.6", "—", "—",
-         "—"],
-        [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "DRS 20%, 1 seed", "110", "—", "—", "—", "—"]]
+        [
+            CONDITIONAL,
+            "wgan_gp_cond",
+            "mlp",
+            "class_gaussian",
+            "digit",
+            "plain, 2 seeds",
+            "120 ± 1",
+            "0.55 ± 0",
+            "0.47 ± 0",
+            "—",
+            "—",
+        ],
+        [
+            CONDITIONAL,
+            "wgan_gp_cond",
+            "mlp",
+            "class_gaussian",
+            "digit",
+            "spread 0.9, 1 seed",
+            "130",
+            "0.6",
+            "—",
+            "—",
+            "—",
+        ],
+        [CONDITIONAL, "wgan_gp_cond", "mlp", "class_gaussian", "digit", "DRS 20%, 1 seed", "110", "—", "—", "—", "—"],
+    ]
     assert "P0 FID 120.25" in models.choice_label(CONDITIONAL)  # the mean over seeds, without DRS
     about, digit, spread, score_digit, grid = client.predict(CONDITIONAL, api_name="/select_model")
     assert "conditional (digit)" in about and "P0 (plain, 2 seeds): fid 120 ± 1" in about
@@ -324,11 +386,15 @@ def test_without_a_valid_classifier_the_score_says_why(demo_artifacts, tmp_path,
 def test_the_spread_slider_and_grid_follow_the_model_default_spread(demo_artifacts, tmp_path):
     root = tmp_path / "artifacts"
     shutil.copytree(demo_artifacts, root)
-    set_default_spread(root / CONDITIONAL, 0.7, {"rule": "the highest min(precision, recall) at k=3",
-                                                "reference": "the held-out images"})
+    set_default_spread(
+        root / CONDITIONAL,
+        0.7,
+        {"rule": "the highest min(precision, recall) at k=3", "reference": "the held-out images"},
+    )
     models = DemoModels(root)
     assert "Default latent spread 0.7: the highest min(precision, recall) at k=3, against the held-out images." in (
-        models.describe(CONDITIONAL))
+        models.describe(CONDITIONAL)
+    )
     assert "spread 0.7," in models.grid_caption(CONDITIONAL) and "spread 1," in models.grid_caption(UNCONDITIONAL)
     app = build_app(root)
     port = free_port()
@@ -345,8 +411,13 @@ def test_the_spread_slider_and_grid_follow_the_model_default_spread(demo_artifac
 
 # ---------------------------------------------------------------------- gan-demo, torch
 def run_demo_cli(*args):
-    return subprocess.run([sys.executable, "-c", "from demo.app import main; main()", *map(str, args)],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from demo.app import main; main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("folder, message", [("missing", "does not exist"), ("empty", "no ONNX models in")])
@@ -380,7 +451,13 @@ models.score({CONDITIONAL!r}, __import__("numpy").zeros((28, 28), "uint8") + 255
 loaded = sorted(name for name in ("torch", "torchvision", "training", "export") if name in sys.modules)
 print(",".join(loaded) or "none")
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "none"

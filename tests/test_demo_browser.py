@@ -44,8 +44,12 @@ def test_generate_fills_the_gallery_in_a_browser(demo_url, demo_artifacts, tmp_p
             page.wait_for_function(f"document.querySelectorAll('#samples img').length >= {SAMPLES}", timeout=60_000)
             page.wait_for_function("[...document.querySelectorAll('#samples img')].every(img => img.complete)")
             assert gallery.count() == SAMPLES
-            shown = np.stack([np.asarray(Image.open(io.BytesIO(page.request.get(image.get_attribute("src")).body())))
-                              for image in gallery.all()])
+            shown = np.stack(
+                [
+                    np.asarray(Image.open(io.BytesIO(page.request.get(image.get_attribute("src")).body())))
+                    for image in gallery.all()
+                ]
+            )
             assert page.get_by_text(f"DRS off: all {SAMPLES} samples kept.").is_visible()
             screenshot = tmp_path / "demo.png"
             page.screenshot(path=str(screenshot), full_page=True)

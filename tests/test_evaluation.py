@@ -65,8 +65,9 @@ def test_prdc_equals_the_reference_implementation(block_rows):
 def test_cached_real_radii_give_the_same_scores():
     rng = np.random.default_rng(1)
     real, fake = rng.normal(size=(200, 8)), rng.normal(size=(120, 8))
-    assert precision_recall(real, fake, (3, 5), real_radii=neighbour_radii(real, (3, 5))) == \
-        precision_recall(real, fake, (3, 5))
+    assert precision_recall(real, fake, (3, 5), real_radii=neighbour_radii(real, (3, 5))) == precision_recall(
+        real, fake, (3, 5)
+    )
 
 
 def test_identical_sets_score_perfectly_and_disjoint_clouds_score_zero():
@@ -77,7 +78,9 @@ def test_identical_sets_score_perfectly_and_disjoint_clouds_score_zero():
     assert frechet_distance(gaussian_stats(cloud), gaussian_stats(cloud)) == pytest.approx(0.0, abs=1e-6)
     far = precision_recall(cloud, cloud + 100.0, (3, 5))
     assert all(far[k][m] == 0.0 for k in (3, 5) for m in ("precision", "recall", "density", "coverage"))
-    assert frechet_distance(gaussian_stats(cloud), gaussian_stats(cloud + 100.0)) == pytest.approx(8 * 100.0**2, rel=1e-3)
+    assert frechet_distance(gaussian_stats(cloud), gaussian_stats(cloud + 100.0)) == pytest.approx(
+        8 * 100.0**2, rel=1e-3
+    )
 
 
 def test_radii_exclude_the_point_itself_and_balls_are_open():
@@ -124,9 +127,12 @@ def test_fid_equals_pytorch_fid_on_the_same_png_folders(tmp_path, data_root):
     train_images = load_mnist_uint8(data_root, train=True)[0][:count]
     folder_a, folder_b = save_pngs(tmp_path / "a", test_images), save_pngs(tmp_path / "b", train_images)
     inception = InceptionPool3()
-    ours = frechet_distance(*(gaussian_stats(inception(read_png_folder(f).images).vectors) for f in (folder_a, folder_b)))
-    theirs = calculate_fid_given_paths([str(folder_a), str(folder_b)], batch_size=50, device="cpu", dims=2048,
-                                       num_workers=0)
+    ours = frechet_distance(
+        *(gaussian_stats(inception(read_png_folder(f).images).vectors) for f in (folder_a, folder_b))
+    )
+    theirs = calculate_fid_given_paths(
+        [str(folder_a), str(folder_b)], batch_size=50, device="cpu", dims=2048, num_workers=0
+    )
     assert abs(ours - theirs) <= 1e-3, (ours, theirs)
     assert ours > 1.0  # two different sets of digits
 
@@ -139,8 +145,11 @@ def test_missing_inception_weights_offline_name_the_fix(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(pytorch_fid.inception, "load_state_dict_from_url", offline)
-    with pytest.raises(EvaluationError, match="could not be downloaded .*set TORCH_HOME .*hub/checkpoints/"
-                                              "pt_inception-2015-12-05-6726825d.pth, or go online") as error:
+    with pytest.raises(
+        EvaluationError,
+        match="could not be downloaded .*set TORCH_HOME .*hub/checkpoints/"
+        "pt_inception-2015-12-05-6726825d.pth, or go online",
+    ) as error:
         InceptionPool3()
     assert "\n" not in str(error.value)
 

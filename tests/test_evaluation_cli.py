@@ -19,15 +19,29 @@ from training.trainer import Trainer, train
 
 from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
 
-PROXY_KEYS = ("proxy/fid", "proxy/precision_k3", "proxy/recall_k3", "proxy/precision_k5", "proxy/recall_k5",
-              "proxy/density_k5", "proxy/coverage_k5", "proxy/digits_covered", "proxy/kl_from_uniform")
+PROXY_KEYS = (
+    "proxy/fid",
+    "proxy/precision_k3",
+    "proxy/recall_k3",
+    "proxy/precision_k5",
+    "proxy/recall_k5",
+    "proxy/density_k5",
+    "proxy/coverage_k5",
+    "proxy/digits_covered",
+    "proxy/kl_from_uniform",
+)
 
 
 def run_eval_process(*args):
     """The console entry point in its own process."""
     return subprocess.run(
         [sys.executable, "-c", "from evaluation.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)}, timeout=300)
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)},
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -87,13 +101,33 @@ def test_evaluation_can_be_turned_off_and_eval_samples_is_validated(tmp_path, da
 
 def test_score_a_run_writes_json_and_markdown_with_protocol_samples_and_seed(runs, tmp_path):
     out_json, out_md = tmp_path / "score.json", tmp_path / "score.md"
-    result = run_eval_process("score", runs["wgan_gp_cond"], "--protocol", "proxy", "--n", 300, "--seed", 3,
-                      "--class-sampling", "mnist", "--json", out_json, "--markdown", out_md, "--quiet")
+    result = run_eval_process(
+        "score",
+        runs["wgan_gp_cond"],
+        "--protocol",
+        "proxy",
+        "--n",
+        300,
+        "--seed",
+        3,
+        "--class-sampling",
+        "mnist",
+        "--json",
+        out_json,
+        "--markdown",
+        out_md,
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     document = json.loads(out_json.read_text())
     record = document["records"][0]
-    assert (document["study"], record["protocol"], record["samples"], record["seed"], record["class_sampling"]) == \
-        ("score", "proxy", 300, 3, "mnist")
+    assert (document["study"], record["protocol"], record["samples"], record["seed"], record["class_sampling"]) == (
+        "score",
+        "proxy",
+        300,
+        3,
+        "mnist",
+    )
     assert set(PROXY_KEYS) <= set(record["metrics"]) and all(key.startswith("proxy/") for key in record["metrics"])
     assert out_md.read_text() == result.stdout
     assert "Protocol **proxy**" in result.stdout and "| 300 | 3 | mnist |" in result.stdout
@@ -119,8 +153,9 @@ def test_score_a_png_folder_and_the_floor_printed_beside_later_tables(run_eval, 
 
 def test_class_sampling_study(run_eval, runs, tmp_path):
     out_json = tmp_path / "classes.json"
-    result = run_eval("class-sampling", runs["wgan_gp_cond"], "--protocol", "proxy", "--n", 200, "--json", out_json,
-                      "--quiet")
+    result = run_eval(
+        "class-sampling", runs["wgan_gp_cond"], "--protocol", "proxy", "--n", 200, "--json", out_json, "--quiet"
+    )
     assert result.returncode == 0, result.stderr
     records = json.loads(out_json.read_text())["records"]
     assert [r["class_sampling"] for r in records] == ["uniform", "mnist"]
@@ -130,14 +165,26 @@ def test_class_sampling_study(run_eval, runs, tmp_path):
 
 def test_sigma_sweep_table_and_figure(run_eval, runs, tmp_path):
     figure = tmp_path / "sweep.png"
-    result = run_eval("sigma-sweep", runs["gmgan_static"], "--sigmas", "0.15,1.0,3", "--protocol", "proxy",
-                      "--n", 200, "--figure", figure, "--quiet")
+    result = run_eval(
+        "sigma-sweep",
+        runs["gmgan_static"],
+        "--sigmas",
+        "0.15,1.0,3",
+        "--protocol",
+        "proxy",
+        "--n",
+        200,
+        "--figure",
+        figure,
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [row.split(" | ")[0] for row in rows] == ["| 0.15", "| 1.0", "| 3.0"]
     assert Image.open(figure).size[0] > 500
-    assert_one_line_error(run_eval("sigma-sweep", runs["vanilla"], "--protocol", "proxy"),
-                          "needs a Gaussian-mixture prior")
+    assert_one_line_error(
+        run_eval("sigma-sweep", runs["vanilla"], "--protocol", "proxy"), "needs a Gaussian-mixture prior"
+    )
     assert_one_line_error(run_eval("sigma-sweep", runs["gmgan_static"], "--sigmas", "0.1,x"), "--sigmas")
 
 
@@ -146,8 +193,22 @@ def test_sigma_sweep_can_study_the_raw_generator_instead_of_the_ema(run_eval, ru
     for weights in ("ema", "raw"):
         records = tmp_path / f"{weights}.json"
         flags = ["--raw-generator"] if weights == "raw" else []
-        result = run_eval("sigma-sweep", runs["gmgan_static"], "--sigmas", "0.5", "--protocol", "proxy", "--n", 200,
-                          "--figure", tmp_path / f"{weights}.png", "--json", records, "--quiet", *flags)
+        result = run_eval(
+            "sigma-sweep",
+            runs["gmgan_static"],
+            "--sigmas",
+            "0.5",
+            "--protocol",
+            "proxy",
+            "--n",
+            200,
+            "--figure",
+            tmp_path / f"{weights}.png",
+            "--json",
+            records,
+            "--quiet",
+            *flags,
+        )
         assert result.returncode == 0, result.stderr
         fids[weights] = json.loads(records.read_text())["records"][0]["metrics"]["proxy/fid"]
     assert fids["ema"] != fids["raw"]  # same seed and σ: only the weights differ
@@ -166,7 +227,10 @@ def test_bad_input_is_one_line_and_exit_2(run_eval, runs, tmp_path):
         (["score", tmp_path / "missing"], ["does not exist"]),
         (["score", runs["vanilla"], "--protocol", "fid50k"], ["unknown protocol 'fid50k'"]),
         (["score", runs["vanilla"], "--n", 0], ["--n"]),
-        (["score", runs["vanilla"], "--protocol", "proxy", "--drs-rate", 0.2], ["--drs-rate needs an exported artifact"]),
+        (
+            ["score", runs["vanilla"], "--protocol", "proxy", "--drs-rate", 0.2],
+            ["--drs-rate needs an exported artifact"],
+        ),
         (["score", runs["vanilla"], "--drs-rate", 1.5], ["--drs-rate must be a target acceptance rate in (0, 1]"]),
         (["score", runs["vanilla"], "--record"], ["--record needs an exported artifact folder"]),
     ]
@@ -187,21 +251,41 @@ def artifact(runs, tmp_path_factory):
 
 def test_rejection_study_scores_each_rule_at_equal_counts(run_eval, artifact, runs, tmp_path):
     out_json = tmp_path / "rejection.json"
-    result = run_eval("rejection-study", artifact, "--protocol", "proxy", "--n", 200, "--keep", 0.5, "--keep", 0.8,
-                      "--json", out_json, "--quiet")
+    result = run_eval(
+        "rejection-study",
+        artifact,
+        "--protocol",
+        "proxy",
+        "--n",
+        200,
+        "--keep",
+        0.5,
+        "--keep",
+        0.8,
+        "--json",
+        out_json,
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     records = json.loads(out_json.read_text())["records"]
     assert [(r["rule"], r["keep"], r["samples"]) for r in records] == [
-        ("none", 1.0, 200), *[(rule, keep, count) for keep, count in ((0.5, 100), (0.8, 160))
-                              for rule in ("random", "realism", "critic logit")]]
+        ("none", 1.0, 200),
+        *[
+            (rule, keep, count)
+            for keep, count in ((0.5, 100), (0.8, 160))
+            for rule in ("random", "realism", "critic logit")
+        ],
+    ]
     assert all(r["proposals"] == 200 for r in records[1:])
     kept_by = {(r["rule"], r["keep"]): r["metrics"] for r in records}
     # Different rules keep different images; each scores its own.
     assert kept_by[("realism", 0.5)] != kept_by[("random", 0.5)] != kept_by[("critic logit", 0.5)]
     assert "realism, 100 of 200" in result.stdout
-    for args, fragment in (([artifact, "--keep", 1.0], "--keep must be a share"),
-                           ([artifact, "--n", 10, "--keep", 0.2], "kept (0.2 of 10) set has 2 samples"),
-                           ([runs["wgan_gp_cond"]], "is not an exported artifact folder")):
+    for args, fragment in (
+        ([artifact, "--keep", 1.0], "--keep must be a share"),
+        ([artifact, "--n", 10, "--keep", 0.2], "kept (0.2 of 10) set has 2 samples"),
+        ([runs["wgan_gp_cond"]], "is not an exported artifact folder"),
+    ):
         assert_one_line_error(run_eval("rejection-study", *args, "--protocol", "proxy"), fragment)
 
 
@@ -233,7 +317,10 @@ def test_score_an_exported_artifact(run_eval, artifact, tmp_path):
     manifest = read_manifest(artifact)
     recorded = manifest.to_json()["evaluation"]
     assert [(r["protocol"], r["seed"], r["samples"], r["drs_rate"], r["spread"]) for r in recorded] == [
-        ("proxy", 0, 200, None, 1.0), ("proxy", 0, 200, 0.5, 1.0), ("proxy", 0, 200, None, 0.8)]
+        ("proxy", 0, 200, None, 1.0),
+        ("proxy", 0, 200, 0.5, 1.0),
+        ("proxy", 0, 200, None, 0.8),
+    ]
     assert recorded[0]["metrics"] == record["metrics"]  # same seed, same samples, same numbers
     assert recorded[1]["metrics"] != record["metrics"]  # DRS kept other images
     assert recorded[2]["metrics"] != record["metrics"]  # narrower noise, other images
@@ -251,12 +338,25 @@ def test_tune_spread_chooses_on_the_holdout_and_becomes_the_default(run_eval, ar
     shutil.copytree(artifact, model)
     out_json = tmp_path / "tune.json"
     # Neither candidate is 1, so the default visibly changes whichever wins.
-    result = run_eval("tune-spread", model, "--protocol", "proxy", "--n", 300, "--spreads", "0.5,1.5", "--write",
-                      "--json", out_json, "--quiet")
+    result = run_eval(
+        "tune-spread",
+        model,
+        "--protocol",
+        "proxy",
+        "--n",
+        300,
+        "--spreads",
+        "0.5,1.5",
+        "--write",
+        "--json",
+        out_json,
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     records = json.loads(out_json.read_text())["records"]
     assert [(r["spread"], r["samples"], r["reference"]) for r in records] == [
-        (spread, 300, "MNIST train's last 5,000 images (held out from training)") for spread in (0.5, 1.5)]
+        (spread, 300, "MNIST train's last 5,000 images (held out from training)") for spread in (0.5, 1.5)
+    ]
     assert "Reference: MNIST train's last 5,000 images" in result.stdout and "not its test set" in result.stdout
     balance = {r["spread"]: min(r["metrics"]["proxy/precision_k3"], r["metrics"]["proxy/recall_k3"]) for r in records}
     chosen = max(balance, key=lambda spread: (balance[spread], -abs(spread - 1)))
@@ -264,7 +364,8 @@ def test_tune_spread_chooses_on_the_holdout_and_becomes_the_default(run_eval, ar
     sampling = read_manifest(model).to_json()["sampling"]
     assert sampling["spread"] == chosen and sampling["chosen_by"]["samples"] == 300
     assert [(s["spread"], s["precision_k3"]) for s in sampling["chosen_by"]["scores"]] == [
-        (r["spread"], r["metrics"]["proxy/precision_k3"]) for r in records]
+        (r["spread"], r["metrics"]["proxy/precision_k3"]) for r in records
+    ]
 
     # `eval-gan score` then samples at the default spread, and its record says so.
     result = run_eval("score", model, "--protocol", "proxy", "--n", 200, "--record", "--quiet")
@@ -276,21 +377,26 @@ def test_tune_spread_chooses_on_the_holdout_and_becomes_the_default(run_eval, ar
 def test_tune_spread_refuses_bad_input_and_a_model_that_saw_the_holdout(run_eval, artifact, runs, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(artifact, model)
-    for args, fragment in ((["--spreads", "wide,narrow"], "--spreads must be comma-separated numbers"),
-                           (["--spreads", "0,1"], "--spreads must be a finite number > 0, got 0"),
-                           (["--spreads", ","], "--spreads is empty")):
+    for args, fragment in (
+        (["--spreads", "wide,narrow"], "--spreads must be comma-separated numbers"),
+        (["--spreads", "0,1"], "--spreads must be a finite number > 0, got 0"),
+        (["--spreads", ","], "--spreads is empty"),
+    ):
         assert_one_line_error(run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, *args), fragment)
-    assert_one_line_error(run_eval("tune-spread", runs["wgan_gp_cond"], "--protocol", "proxy"),
-                          "is not an exported artifact folder")
+    assert_one_line_error(
+        run_eval("tune-spread", runs["wgan_gp_cond"], "--protocol", "proxy"), "is not an exported artifact folder"
+    )
     manifest = json.loads((model / "manifest.json").read_text())
     manifest["training"]["config"]["holdout"] = 100
     (model / "manifest.json").write_text(json.dumps(manifest))
-    assert_one_line_error(run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, "--write"),
-                          "was trained with holdout 100")
+    assert_one_line_error(
+        run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, "--write"), "was trained with holdout 100"
+    )
     del manifest["training"]["config"]["holdout"]
     (model / "manifest.json").write_text(json.dumps(manifest))
-    assert_one_line_error(run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, "--write"),
-                          "records no training holdout")
+    assert_one_line_error(
+        run_eval("tune-spread", model, "--protocol", "proxy", "--n", 50, "--write"), "records no training holdout"
+    )
     assert "sampling" not in read_manifest(model).to_json()
 
 

@@ -35,8 +35,11 @@ from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
 CONV = dict(arch="conv", conv_width=8)
 # Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm, conditioning and a
 # deeper critic, and the template MLP generator, fed the digit, against the conv critic (as shipped).
-PARITY_CASES = [(variant, {}) for variant in PRESETS] + [("wgan_sn", CONV), ("wgan_gp_gmm_cond", dict(CONV, critic_depth=2)),
-                                                         ("wgan_gp_cond", dict(critic_arch="conv", conv_width=8, condition_generator=True))]
+PARITY_CASES = [(variant, {}) for variant in PRESETS] + [
+    ("wgan_sn", CONV),
+    ("wgan_gp_gmm_cond", dict(CONV, critic_depth=2)),
+    ("wgan_gp_cond", dict(critic_arch="conv", conv_width=8, condition_generator=True)),
+]
 # The generator graph runs the critic too; the critic graph alone is checked once per kind of critic
 # (plain, conditional, spectral-norm conv, conditional conv), since an ONNX export takes seconds.
 CRITIC_PARITY = {("vanilla", "mlp"), ("wgan_gp_cond", "mlp"), ("wgan_sn", "conv"), ("wgan_gp_gmm_cond", "conv")}
@@ -91,7 +94,11 @@ def graph_runner(graph_format: str, data: bytes):
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
-@pytest.mark.parametrize("variant, extra", PARITY_CASES, ids=[f"{v}-{e.get('arch', 'mlp')}-{e.get('critic_arch', 'same')}" for v, e in PARITY_CASES])
+@pytest.mark.parametrize(
+    "variant, extra",
+    PARITY_CASES,
+    ids=[f"{v}-{e.get('arch', 'mlp')}-{e.get('critic_arch', 'same')}" for v, e in PARITY_CASES],
+)
 def test_exported_graphs_match_pytorch(variant, extra):
     cfg, generator, critic = untrained_models(variant, **extra)  # spectral norms converged by build_models
     num_labels = max(generator.prior.num_labels, 1)
@@ -109,8 +116,10 @@ def test_exported_graphs_match_pytorch(variant, extra):
     if (variant, cfg.architecture) not in CRITIC_PARITY:
         del graphs["critic"]
     for graph_format, serialise in SERIALISERS.items():
-        run = {role: graph_runner(graph_format, serialise(graph, role, cfg.latent_dim, {}))
-               for role, graph in graphs.items()}
+        run = {
+            role: graph_runner(graph_format, serialise(graph, role, cfg.latent_dim, {}))
+            for role, graph in graphs.items()
+        }
         for eps, labels, expected_images, expected_logits in cases:
             where = (graph_format, len(eps))
             expected_f = drs_f(expected_logits, HEAD["max_logit"])
@@ -164,7 +173,7 @@ def test_drs_f_follows_the_formula_and_is_monotone():
 def test_gamma_hits_each_rate_on_its_sample_and_interpolates_between():
     f = drs_f(np.random.default_rng(1).normal(0, 2, 5000), max_logit=7.0)
     gammas = [solve_gamma(f, rate) for rate in RATE_GRID]
-    for rate, gamma in zip(RATE_GRID, gammas):
+    for rate, gamma in zip(RATE_GRID, gammas, strict=True):
         assert sigmoid(f - gamma).mean() == pytest.approx(rate, abs=1e-9)
     assert np.all(np.diff(gammas) < 0)  # accepting more needs a lower threshold
     assert interpolate_gamma(list(RATE_GRID), gammas, 0.2) == pytest.approx(gammas[19])
@@ -179,7 +188,10 @@ def test_gamma_hits_each_rate_on_its_sample_and_interpolates_between():
 def run_export_cli(*args, **env):
     return subprocess.run(
         [sys.executable, "-c", "from export.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
         env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT), **env},
     )
 
@@ -203,7 +215,11 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "critic.weights", "generator.onnx", "manifest.json"]
     assert (manifest["artifact"], manifest["variant"], manifest["architecture"], manifest["graph_format"]) == (
-        "gan", "wgan_gp_cond", "mlp", "onnx")
+        "gan",
+        "wgan_gp_cond",
+        "mlp",
+        "onnx",
+    )
     assert manifest["conditional"] is True and manifest["latent_dim"] == 100
     assert manifest["prior"]["kind"] == "class_gaussian" and manifest["prior"]["num_labels"] == 10
     assert sum(manifest["prior"]["label_weights"]) == pytest.approx(1.0)
@@ -236,7 +252,9 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
         # The critic's weights live once, in the shared file, and both graphs read every one of them from it.
         external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
         assert {e.value for t in external for e in t.external_data if e.key == "location"} == {SHARED_WEIGHTS_NAME}
-        assert sum(int(next(e.value for e in t.external_data if e.key == "length")) for t in external) > 0.9 * len(shared)
+        assert sum(int(next(e.value for e in t.external_data if e.key == "length")) for t in external) > 0.9 * len(
+            shared
+        )
         assert [i.name for i in model.graph.input] == list(inputs)
         assert [o.name for o in model.graph.output] == list(outputs)
         for value in [*model.graph.input, *model.graph.output]:
@@ -283,14 +301,20 @@ def test_export_replaces_an_artifact_only_with_force(conditional_run, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["cond"]  # no staging folders left behind
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["{run}", "--burn-in", "500"], ["--burn-in must be >= 10000"]),
-    (["{run}", "--format", "tflite"], ["--format"]),
-    (["{tmp}"], ["is not a run folder"]),
-    (["{run}", "--evaluation", "{tmp}/missing.json"], ["cannot read evaluation file"]),
-    (["{run}", "--evaluation", "{tmp}/bad.json"], ["a p0 record needs a numeric \"p0/fid\""]),
-    (["{run}", "--evaluation", "{tmp}/flat.json"], ["every record must be an object with a \"protocol\" and \"metrics\""]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["{run}", "--burn-in", "500"], ["--burn-in must be >= 10000"]),
+        (["{run}", "--format", "tflite"], ["--format"]),
+        (["{tmp}"], ["is not a run folder"]),
+        (["{run}", "--evaluation", "{tmp}/missing.json"], ["cannot read evaluation file"]),
+        (["{run}", "--evaluation", "{tmp}/bad.json"], ['a p0 record needs a numeric "p0/fid"']),
+        (
+            ["{run}", "--evaluation", "{tmp}/flat.json"],
+            ['every record must be an object with a "protocol" and "metrics"'],
+        ),
+    ],
+)
 def test_export_gan_bad_input_is_one_line(conditional_run, tmp_path, args, fragments):
     (tmp_path / "bad.json").write_text(json.dumps([{"protocol": "p0", "metrics": {"p0/fid": "low"}}]))
     (tmp_path / "flat.json").write_text(json.dumps([{"protocol": "p0", "fid": 12.0}]))
@@ -308,4 +332,6 @@ def test_the_ema_generator_is_loaded_unless_the_raw_one_is_asked_for(tmp_path):
     for name, value in raw.generator.state_dict().items():
         assert torch.equal(value, tensors[f"generator.{name}"])
         assert torch.equal(ema.generator.state_dict()[name], tensors[f"ema.module.{name}"])
-    assert any(not torch.equal(value, ema.generator.state_dict()[name]) for name, value in raw.generator.state_dict().items())
+    assert any(
+        not torch.equal(value, ema.generator.state_dict()[name]) for name, value in raw.generator.state_dict().items()
+    )

@@ -31,8 +31,22 @@ from .conftest import DATA_ROOT, REPO, one_line_error_check
 
 EPOCHS = 24
 # 128 images, batch 32: 4 steps an epoch, ~0.1 s on one busy core; plots and grids every 4 epochs.
-TINY_RUN = ["vanilla", "--train-limit", "128", "--batch-size", "32", "--eval-protocol", "none", "--eval-every", "4",
-            "--checkpoint-every", "1", "--device", "cpu", "--quiet"]
+TINY_RUN = [
+    "vanilla",
+    "--train-limit",
+    "128",
+    "--batch-size",
+    "32",
+    "--eval-protocol",
+    "none",
+    "--eval-every",
+    "4",
+    "--checkpoint-every",
+    "1",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 RANDOM_KILLS = 5
 KILL_SEED = 7
 # One thread: the runs are tiny, and the reference and the killed runs must do the same float work.
@@ -42,13 +56,27 @@ PROCESS_TIMEOUT_S = 120
 
 
 def start(*args, preexec_fn=None) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, *map(str, args)], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+    return subprocess.Popen(
+        [*CLI, *map(str, args)],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
 
 
 def run(*args, preexec_fn=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], cwd=REPO, env=ENV, capture_output=True, text=True,
-                          timeout=PROCESS_TIMEOUT_S, preexec_fn=preexec_fn)
+    return subprocess.run(
+        [*CLI, *map(str, args)],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
+        preexec_fn=preexec_fn,
+    )
 
 
 assert_one_line_error = one_line_error_check("train-gan")
@@ -107,25 +135,38 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_then_resume_bit_identical(
     kills = []
     for attempt, moment in enumerate(plan):
         resumed_from = checkpoint_epoch(run_dir) if attempt else 0
-        process = start("--resume", run_dir, "--epochs", EPOCHS, "--quiet") if attempt else start(
-            *TINY_RUN, "--run-dir", run_dir, "--epochs", EPOCHS)
+        process = (
+            start("--resume", run_dir, "--epochs", EPOCHS, "--quiet")
+            if attempt
+            else start(*TINY_RUN, "--run-dir", run_dir, "--epochs", EPOCHS)
+        )
         checkpoint = run_dir / CHECKPOINT_NAME
         if moment == "checkpoint-write":
             # The temporary file exists from mkstemp until its rename over the checkpoint: kill in between.
-            wait_for(lambda: any(p.name.startswith(f"{TEMP_PREFIX}{CHECKPOINT_NAME}.") for p in temp_files(run_dir)),
-                     process, "checkpoint write")
+            wait_for(
+                lambda: any(p.name.startswith(f"{TEMP_PREFIX}{CHECKPOINT_NAME}.") for p in temp_files(run_dir)),
+                process,
+                "checkpoint write",
+            )
             kill(process)
-            assert any(p.name.startswith(f"{TEMP_PREFIX}{CHECKPOINT_NAME}.") for p in temp_files(run_dir)), \
+            assert any(p.name.startswith(f"{TEMP_PREFIX}{CHECKPOINT_NAME}.") for p in temp_files(run_dir)), (
                 "the kill missed the checkpoint write"
+            )
         else:
             before = checkpoint.stat().st_ino if checkpoint.exists() else None
-            wait_for(lambda: checkpoint.exists() and checkpoint.stat().st_ino != before, process, "a new checkpoint")
+            wait_for(
+                lambda checkpoint=checkpoint, before=before: checkpoint.exists() and checkpoint.stat().st_ino != before,
+                process,
+                "a new checkpoint",
+            )
             time.sleep(rng.uniform(0.0, 0.5))
             if process.poll() is not None:
                 pytest.fail(f"the run finished before kill {attempt + 1}; raise EPOCHS")
             kill(process)
         assert_every_file_parses(run_dir)
-        kills.append({"moment": moment, "resumed_from_epoch": resumed_from, "checkpoint_epoch": checkpoint_epoch(run_dir)})
+        kills.append(
+            {"moment": moment, "resumed_from_epoch": resumed_from, "checkpoint_epoch": checkpoint_epoch(run_dir)}
+        )
 
     print("kills:", json.dumps(kills))  # the figures README's Reliability section quotes (pytest -s)
     finish = run("--resume", run_dir, "--epochs", EPOCHS, "--quiet")
@@ -164,9 +205,14 @@ main()
 def test_nan_in_the_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(reference_run, tmp_path):
     run_dir = copy_of(reference_run, tmp_path)
     good = (run_dir / CHECKPOINT_NAME).read_bytes()
-    result = subprocess.run([sys.executable, "-c", NAN_LOSS_FROM_EPOCH_2, "--resume", str(run_dir),
-                             "--epochs", str(EPOCHS + 2), "--quiet"], cwd=REPO, env=ENV, capture_output=True, text=True,
-                            timeout=PROCESS_TIMEOUT_S)
+    result = subprocess.run(
+        [sys.executable, "-c", NAN_LOSS_FROM_EPOCH_2, "--resume", str(run_dir), "--epochs", str(EPOCHS + 2), "--quiet"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
+    )
     assert_one_line_error(result, f"non-finite loss in epoch {EPOCHS + 1}", "last good checkpoint kept", code=1)
     assert (run_dir / CHECKPOINT_NAME).read_bytes() == good
     assert temp_files(run_dir) == []

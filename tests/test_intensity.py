@@ -42,10 +42,13 @@ def pixel_shares(images: np.ndarray) -> tuple[float, float, float]:
 
 def test_tone_curve_passes_through_its_knots_and_is_linear_between_them():
     grid = torch.linspace(-1, 1, KNOTS)
-    assert torch.allclose(ToneCurve(grid)(torch.tensor([-1.0, -0.3, 0.0, 0.77, 1.0])),
-                          torch.tensor([-1.0, -0.3, 0.0, 0.77, 1.0]), atol=1e-6)
-    curve = ToneCurve(grid ** 3)
-    assert torch.allclose(curve(grid), grid ** 3, atol=1e-6)
+    assert torch.allclose(
+        ToneCurve(grid)(torch.tensor([-1.0, -0.3, 0.0, 0.77, 1.0])),
+        torch.tensor([-1.0, -0.3, 0.0, 0.77, 1.0]),
+        atol=1e-6,
+    )
+    curve = ToneCurve(grid**3)
+    assert torch.allclose(curve(grid), grid**3, atol=1e-6)
     step = 2 / (KNOTS - 1)
     midpoint = grid[100] + step / 2
     assert curve(midpoint[None]).item() == pytest.approx(((grid[100] ** 3 + grid[101] ** 3) / 2).item(), abs=1e-6)
@@ -87,7 +90,7 @@ def test_matching_gives_fresh_samples_the_real_pixel_histogram(mnist_train):
         after = to_uint8(MatchedGenerator(generator, curve)(eps, labels))
     real = pixel_shares(mnist_train)
     assert abs(pixel_shares(before)[0] - real[0]) > 0.5  # almost no pixel at exactly 0 before
-    for got, want in zip(pixel_shares(after), real):
+    for got, want in zip(pixel_shares(after), real, strict=True):
         assert got == pytest.approx(want, abs=0.02)
 
 

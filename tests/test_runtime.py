@@ -51,8 +51,14 @@ def artifacts(trained_runs, tmp_path_factory):
 
 
 def run_cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-c", "from runtime.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-c", "from runtime.cli import main; main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env=dict(os.environ),
+    )
 
 
 assert_one_line_error = one_line_error_check("gan-runtime")
@@ -84,11 +90,18 @@ def test_runtime_never_imports_torch(artifacts, tmp_path):
         ["sample", "--model", "cond", "--digit", "3", "--drs", "0.5", "--n", "8", "--out", str(image)],
         ["sample", "--model", "mixture", "--n", "4", "--npy", str(tmp_path / "x.npy")],
         ["score", "--model", "cond", str(image.with_name("one.png"))],
-        ["list"], ["info", "cond"],
+        ["list"],
+        ["info", "cond"],
     ]
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(image.with_name("one.png"))
-    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH.format(commands=commands)], capture_output=True,
-                            text=True, cwd=REPO, timeout=300, env=dict(os.environ))
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH.format(commands=commands)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env=dict(os.environ),
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("torch-free"), result.stderr
     assert image.exists() and (tmp_path / "x.npy").exists()
     script = Path(sys.executable).with_name("gan-runtime")  # the installed console script
@@ -102,8 +115,11 @@ def test_runtime_code_imports_only_the_base_install():
     for package, scope in (("runtime", ast.walk), ("common", lambda tree: tree.body)):
         for path in (REPO / package).glob("*.py"):
             for node in scope(ast.parse(path.read_text())):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else ([node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                )
                 for name in names:
                     top = name.split(".")[0]
                     assert top in sys.stdlib_module_names or top in {*BASE_DEPENDENCIES, "common"}, (path.name, name)
@@ -113,7 +129,7 @@ def test_runtime_code_imports_only_the_base_install():
 def test_same_seed_same_png_and_different_seeds_differ(artifacts, tmp_path):
     common = ["sample", "--model", "cond", "--n", "16", "--drs", "0.5"]
     outputs = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"]
-    for seed, out in zip((7, 7, 8), outputs):
+    for seed, out in zip((7, 7, 8), outputs, strict=True):
         result = run_cli(*common, "--seed", seed, "--out", out)
         assert result.returncode == 0, result.stderr
         assert "DRS target 50%: accepted" in result.stdout
@@ -224,11 +240,16 @@ def _copy_with_evaluation(artifacts, root, name, fid):
     shutil.copytree(artifacts / "cond", root / name)
     manifest = json.loads((root / name / "manifest.json").read_text())
     # Two P0 seeds (the default model is the lowest mean) and a proxy record that must not count.
-    manifest["evaluation"] = [] if fid is None else [
-        {"protocol": "p0", "seed": 0, "metrics": {"p0/fid": fid - 1}},
-        {"protocol": "p0", "seed": 1, "metrics": {"p0/fid": fid + 1}},
-        {"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 1.0}},
-        {"protocol": "proxy", "seed": 0, "metrics": {"proxy/fid": 1.0}}]
+    manifest["evaluation"] = (
+        []
+        if fid is None
+        else [
+            {"protocol": "p0", "seed": 0, "metrics": {"p0/fid": fid - 1}},
+            {"protocol": "p0", "seed": 1, "metrics": {"p0/fid": fid + 1}},
+            {"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 1.0}},
+            {"protocol": "proxy", "seed": 0, "metrics": {"proxy/fid": 1.0}},
+        ]
+    )
     (root / name / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -244,7 +265,10 @@ def test_default_model_is_the_lowest_p0_fid(artifacts, tmp_path, monkeypatch):
     assert listing.returncode == 0
     lines = listing.stdout.strip().splitlines()
     assert [line.split()[:2] for line in lines] == [
-        ["a_model", "wgan_gp_cond,"], ["*", "b_model"], ["c_model", "wgan_gp_cond,"]]
+        ["a_model", "wgan_gp_cond,"],
+        ["*", "b_model"],
+        ["c_model", "wgan_gp_cond,"],
+    ]
     assert "P0 FID 25.00" in lines[1]
     info = run_cli("info")
     assert info.returncode == 0 and json.loads(info.stdout)["name"] == "b_model"
@@ -281,24 +305,27 @@ def test_torchscript_artifacts_are_refused_with_a_pointer(artifacts, tmp_path):
         GanModel.load(folder)
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--digit", "10"], ["--digit must be in 0..9"]),
-    (["--digit", "-1"], ["--digit must be in 0..9"]),
-    (["--model", "mixture", "--digit", "3"], ["unconditional", "models that take --digit: cond"]),
-    (["--drs", "0"], ["--drs must be a target acceptance rate in (0, 1]"]),
-    (["--drs", "1.5"], ["--drs must be a target acceptance rate in (0, 1]"]),
-    (["--n", "0"], ["--n must be in 1..1,000,000"]),
-    (["--n", "-3"], ["--n must be in 1..1,000,000"]),
-    (["--model", "no_such_model"], ["no model 'no_such_model'", "shipped: cond, mixture"]),
-    (["--out", "{tmp}/missing/grid.png"], ["output folder", "does not exist"]),
-    (["--npy", "{tmp}/missing/x.npy"], ["output folder", "does not exist"]),
-    (["--out-dir", "{tmp}/missing/pngs"], ["output folder", "does not exist"]),
-    (["--out", "{tmp}/a.png", "--npy", "{tmp}/a.npy"], ["choose one output"]),
-    (["--out-dir", "{tmp}"], ["is not an empty folder"]),
-    (["--drs", "0.01", "--max-proposals", "50"], ["DRS stopped at its bound of 50 proposals"]),
-    (["--device", "tpu"], ["--device"]),
-    (["--n", "many"], ["--n"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--digit", "10"], ["--digit must be in 0..9"]),
+        (["--digit", "-1"], ["--digit must be in 0..9"]),
+        (["--model", "mixture", "--digit", "3"], ["unconditional", "models that take --digit: cond"]),
+        (["--drs", "0"], ["--drs must be a target acceptance rate in (0, 1]"]),
+        (["--drs", "1.5"], ["--drs must be a target acceptance rate in (0, 1]"]),
+        (["--n", "0"], ["--n must be in 1..1,000,000"]),
+        (["--n", "-3"], ["--n must be in 1..1,000,000"]),
+        (["--model", "no_such_model"], ["no model 'no_such_model'", "shipped: cond, mixture"]),
+        (["--out", "{tmp}/missing/grid.png"], ["output folder", "does not exist"]),
+        (["--npy", "{tmp}/missing/x.npy"], ["output folder", "does not exist"]),
+        (["--out-dir", "{tmp}/missing/pngs"], ["output folder", "does not exist"]),
+        (["--out", "{tmp}/a.png", "--npy", "{tmp}/a.npy"], ["choose one output"]),
+        (["--out-dir", "{tmp}"], ["is not an empty folder"]),
+        (["--drs", "0.01", "--max-proposals", "50"], ["DRS stopped at its bound of 50 proposals"]),
+        (["--device", "tpu"], ["--device"]),
+        (["--n", "many"], ["--n"]),
+    ],
+)
 def test_sample_errors_are_one_line_and_write_nothing(artifacts, tmp_path, args, fragments):
     work = tmp_path / "work"
     work.mkdir()
@@ -318,8 +345,11 @@ def test_score_errors_are_one_line(artifacts, tmp_path):
     assert_one_line_error(run_cli("score", "--model", "cond", big), "32x32", "28x28")
     assert_one_line_error(run_cli("score", "--model", "cond", tmp_path / "text.png"), "not an image")
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "ok.png")
-    assert_one_line_error(run_cli("score", "--model", "mixture", "--digit", "2", tmp_path / "ok.png"),
-                          "unconditional", "models that take --digit: cond")
+    assert_one_line_error(
+        run_cli("score", "--model", "mixture", "--digit", "2", tmp_path / "ok.png"),
+        "unconditional",
+        "models that take --digit: cond",
+    )
     assert_one_line_error(run_cli("info", "nothing_here"), "no model 'nothing_here'")
 
 
@@ -346,8 +376,9 @@ def test_parallel_records_into_one_manifest_all_survive(artifacts, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(artifacts / "cond", model)
     seeds = range(4)
-    workers = [subprocess.Popen([sys.executable, "-c", _RECORD_SLOWLY, str(model), str(seed)], cwd=REPO)
-               for seed in seeds]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _RECORD_SLOWLY, str(model), str(seed)], cwd=REPO) for seed in seeds
+    ]
     assert [worker.wait(timeout=60) for worker in workers] == [0] * len(workers)
     recorded = json.loads((model / "manifest.json").read_text())["evaluation"]
     assert sorted(r["seed"] for r in recorded if r["protocol"] == "p0") == list(seeds)
@@ -357,8 +388,14 @@ def test_parallel_records_into_one_manifest_all_survive(artifacts, tmp_path):
 def test_a_record_at_spread_1_replaces_one_written_before_records_had_a_spread(artifacts, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(artifacts / "cond", model)
-    old = {"protocol": "p0", "samples": 10000, "seed": 0, "class_sampling": "uniform", "drs_rate": None,
-           "metrics": {"p0/fid": 9.0}}
+    old = {
+        "protocol": "p0",
+        "samples": 10000,
+        "seed": 0,
+        "class_sampling": "uniform",
+        "drs_rate": None,
+        "metrics": {"p0/fid": 9.0},
+    }
     for record in (old, {**old, "spread": 0.9, "metrics": {"p0/fid": 12.0}}, {**old, "spread": 1.0}):
         manifest = record_evaluation(model, record)
     assert [(r.get("spread"), r["metrics"]["p0/fid"]) for r in manifest.evaluations()] == [(1.0, 9.0)]
@@ -376,11 +413,26 @@ def test_the_manifest_default_spread_is_what_sampling_and_results_use(artifacts,
     assert np.array_equal(default_images, gan.generate(6, seed=1, digit=2, spread=0.6)[0])
     assert not np.array_equal(default_images, gan.generate(6, seed=1, digit=2, spread=1.0)[0])
 
-    sampled = run_cli("sample", "--model", model, "--n", "6", "--seed", "1", "--digit", "2", "--npy", tmp_path / "a.npy")
+    sampled = run_cli(
+        "sample", "--model", model, "--n", "6", "--seed", "1", "--digit", "2", "--npy", tmp_path / "a.npy"
+    )
     assert sampled.returncode == 0 and "seed 1, spread 0.6)" in sampled.stdout
     assert np.array_equal(np.load(tmp_path / "a.npy"), default_images)
-    plain = run_cli("sample", "--model", model, "--n", "6", "--seed", "1", "--digit", "2", "--spread", "1",
-                    "--npy", tmp_path / "b.npy")
+    plain = run_cli(
+        "sample",
+        "--model",
+        model,
+        "--n",
+        "6",
+        "--seed",
+        "1",
+        "--digit",
+        "2",
+        "--spread",
+        "1",
+        "--npy",
+        tmp_path / "b.npy",
+    )
     assert plain.returncode == 0 and "spread 1)" in plain.stdout
     assert not np.array_equal(np.load(tmp_path / "b.npy"), default_images)
 
@@ -391,12 +443,15 @@ def test_the_manifest_default_spread_is_what_sampling_and_results_use(artifacts,
     assert manifest.p0_fid() == 7.0 and manifest.samplings() == [(None, 0.6), (None, 1.0)]
 
 
-@pytest.mark.parametrize("sampling, fragment", [
-    ({"spread": 0}, "names a default spread 0; it must be a finite number > 0"),
-    ({"spread": "wide"}, "names a default spread 'wide'"),
-    ({}, "names a default spread None"),
-    ([0.9], "has a 'sampling' that is not a JSON object"),
-])
+@pytest.mark.parametrize(
+    "sampling, fragment",
+    [
+        ({"spread": 0}, "names a default spread 0; it must be a finite number > 0"),
+        ({"spread": "wide"}, "names a default spread 'wide'"),
+        ({}, "names a default spread None"),
+        ([0.9], "has a 'sampling' that is not a JSON object"),
+    ],
+)
 def test_a_bad_default_spread_is_refused_in_one_line(artifacts, tmp_path, sampling, fragment):
     model = tmp_path / "model"
     shutil.copytree(artifacts / "cond", model)

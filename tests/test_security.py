@@ -25,8 +25,11 @@ from .test_bad_inputs import trained  # noqa: F401  (the module-scoped tiny expo
 PICKLING_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
 # Loaders that unpickle unless told to load tensors only.
 TORCH_LOADERS = {"load", "load_state_dict_from_url", "load_url"}
-PRODUCT_CODE = [path for package in ("common", "evaluation", "training", "export", "runtime", "demo", "bench")
-                for path in sorted((REPO / package).rglob("*.py"))]
+PRODUCT_CODE = [
+    path
+    for package in ("common", "evaluation", "training", "export", "runtime", "demo", "bench")
+    for path in sorted((REPO / package).rglob("*.py"))
+]
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
 
 
@@ -51,7 +54,11 @@ def unsafe_calls(source: str) -> list[str]:
         name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
         owner = ast.unparse(function.value) if isinstance(function, ast.Attribute) else ""
         where = f"line {node.lineno}: {ast.unparse(function)}"
-        if name in TORCH_LOADERS and ("torch" in owner or "hub" in owner) and _keyword(node, "weights_only") is not True:
+        if (
+            name in TORCH_LOADERS
+            and ("torch" in owner or "hub" in owner)
+            and _keyword(node, "weights_only") is not True
+        ):
             found.append(f"{where} without weights_only=True")
         if name == "load" and owner in ("np", "numpy") and _keyword(node, "allow_pickle") is not False:
             found.append(f"{where} without allow_pickle=False")

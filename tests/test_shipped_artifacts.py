@@ -44,14 +44,21 @@ def test_the_default_model_is_the_lowest_p0_fid():
     chosen, _ = best_model(shipped_models(REPO / "artifacts"))
     if scored:
         assert chosen.name == min(scored)[1]
-    assert all(record["protocol"] in (P0_PROTOCOL, "proxy") for entry in SHIPPED
-               for record in entry.manifest.to_json()["evaluation"])
+    assert all(
+        record["protocol"] in (P0_PROTOCOL, "proxy")
+        for entry in SHIPPED
+        for record in entry.manifest.to_json()["evaluation"]
+    )
 
 
 def test_readme_results_equal_the_manifests():
-    result = subprocess.run([sys.executable, "-c", "from evaluation.cli import main; main()", "results",
-                             "--check"], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", "from evaluation.cli import main; main()", "results", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     for entry in SHIPPED:
         assert (REPO / "docs" / "results" / f"{entry.name}.png").is_file()

@@ -19,7 +19,10 @@ from .conftest import DATA_ROOT, REPO, one_line_error_check
 def run_cli(*args, **env):
     return subprocess.run(
         [sys.executable, "-c", "from training.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT), **env},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT), **env},
         timeout=300,
     )
 
@@ -129,8 +132,24 @@ def test_train_then_resume_for_more_epochs_through_the_cli(tmp_path):
 def test_learning_rate_decay_added_on_resume_then_frozen(tmp_path):
     """A constant-lr run resumed with a decay (how the template's decaying run was made), then the lock."""
     run_dir = tmp_path / "run"
-    first = run_cli("wgan_gp_cond", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "128", "--batch-size", "32",
-                    "--n-critic", "1", "--quiet", "--device", "cpu", "--eval-protocol", "none")
+    first = run_cli(
+        "wgan_gp_cond",
+        "--run-dir",
+        run_dir,
+        "--epochs",
+        "1",
+        "--train-limit",
+        "128",
+        "--batch-size",
+        "32",
+        "--n-critic",
+        "1",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--eval-protocol",
+        "none",
+    )
     assert first.returncode == 0, first.stderr
     resumed = run_cli("--resume", run_dir, "--epochs", "2", "--lr-decay-start", "1", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
@@ -150,8 +169,9 @@ def test_resolve_rejects_variant_override():
 
 def test_corrupt_checkpoint_is_one_line_error(tmp_path):
     run_dir = tmp_path / "run"
-    first = run_cli("vanilla", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "64", "--quiet",
-                    "--eval-protocol", "none")
+    first = run_cli(
+        "vanilla", "--run-dir", run_dir, "--epochs", "1", "--train-limit", "64", "--quiet", "--eval-protocol", "none"
+    )
     assert first.returncode == 0, first.stderr
     checkpoint = run_dir / "checkpoint.safetensors"
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
@@ -165,10 +185,31 @@ def test_sigint_checkpoints_a_real_process_and_resume_continues(tmp_path):
     from training.checkpoint import load_checkpoint
 
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-c", "from training.cli import main; main()", "wgan_gp", "--run-dir", str(run_dir),
-               "--epochs", "1000", "--train-limit", "1024", "--quiet", "--device", "cpu", "--eval-protocol", "none"]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-c",
+        "from training.cli import main; main()",
+        "wgan_gp",
+        "--run-dir",
+        str(run_dir),
+        "--epochs",
+        "1000",
+        "--train-limit",
+        "1024",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--eval-protocol",
+        "none",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = run_dir / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.monotonic() < deadline:

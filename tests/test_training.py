@@ -48,11 +48,21 @@ def test_every_preset_trains_with_finite_losses_and_a_checkpoint(tmp_path, data_
     assert [json.loads(line)["epoch"] for line in lines] == [1]
 
 
-@pytest.mark.parametrize("variant, arch, critic_arch, critic_depth", [
-    ("wgan_gp_cond", "conv", "same", 2), ("wgan_sn", "conv", "same", 1), ("wgan_gp_cond", "mlp", "conv", 1)])
+@pytest.mark.parametrize(
+    "variant, arch, critic_arch, critic_depth",
+    [("wgan_gp_cond", "conv", "same", 2), ("wgan_sn", "conv", "same", 1), ("wgan_gp_cond", "mlp", "conv", 1)],
+)
 def test_conv_architecture_trains(tmp_path, data_root, variant, arch, critic_arch, critic_depth):
-    trainer = make_trainer(tmp_path, data_root, variant, arch=arch, critic_arch=critic_arch, conv_width=8, ema_decay=0.9,
-                           critic_depth=critic_depth)
+    trainer = make_trainer(
+        tmp_path,
+        data_root,
+        variant,
+        arch=arch,
+        critic_arch=critic_arch,
+        conv_width=8,
+        ema_decay=0.9,
+        critic_depth=critic_depth,
+    )
     assert isinstance(trainer.critic, ConvCritic)
     convs = [m for m in trainer.critic.features if isinstance(m, torch.nn.Conv2d)]
     assert [conv.kernel_size for conv in convs] == [(4, 4), *[(3, 3)] * (critic_depth - 1)] * 2
@@ -123,10 +133,17 @@ def test_stop_signal_checkpoints_and_resumes_exactly(tmp_path, data_root, stop_a
     assert epochs == [1, 2]
 
 
-@pytest.mark.parametrize("progress, decay_start, epochs, expected", [
-    (0.0, 0, 10, 1.0), (9.9, 0, 10, 1.0),  # no decay
-    (6.0, 6, 10, 1.0), (7.0, 6, 10, 0.75), (9.5, 6, 10, 0.125), (10.0, 6, 10, 0.0),
-])
+@pytest.mark.parametrize(
+    "progress, decay_start, epochs, expected",
+    [
+        (0.0, 0, 10, 1.0),
+        (9.9, 0, 10, 1.0),  # no decay
+        (6.0, 6, 10, 1.0),
+        (7.0, 6, 10, 0.75),
+        (9.5, 6, 10, 0.125),
+        (10.0, 6, 10, 0.0),
+    ],
+)
 def test_learning_rate_is_constant_then_falls_linearly_to_zero(progress, decay_start, epochs, expected):
     assert learning_rate_scale(progress, decay_start, epochs) == pytest.approx(expected)
 
@@ -178,11 +195,13 @@ def test_weight_clipping_keeps_every_critic_weight_in_bounds(tmp_path, data_root
     linears = [m for m in trainer.critic.modules() if isinstance(m, torch.nn.Linear)]
     per_layer = [record[f"clip_saturation_layer{i}"] for i in range(1, len(linears) + 1)]
     assert len(linears) == 4 and f"clip_saturation_layer{len(linears) + 1}" not in record
-    for share, layer in zip(per_layer, linears):
+    for share, layer in zip(per_layer, linears, strict=True):
         at_bound = sum(int((p.abs() >= c * (1 - 1e-6)).sum()) for p in layer.parameters())
         assert share == at_bound / sum(p.numel() for p in layer.parameters())
     sizes = [sum(p.numel() for p in layer.parameters()) for layer in linears]
-    assert record["clip_saturation"] == pytest.approx(sum(s * n for s, n in zip(per_layer, sizes)) / sum(sizes))
+    assert record["clip_saturation"] == pytest.approx(
+        sum(s * n for s, n in zip(per_layer, sizes, strict=True)) / sum(sizes)
+    )
 
 
 def test_wgan_wc_trains_with_rmsprop_and_others_with_adam(tmp_path, data_root):
@@ -218,8 +237,9 @@ class LinearCritic(AffineInputCritic):
 
 def _penalty(critic, real, fake, labels, seed=0):
     activations = critic.input_layer(torch.cat([real, fake]), labels.repeat(2)).split(real.shape[0])
-    return GradientPenalty(10.0).penalty(critic, activations, labels, torch.Generator().manual_seed(seed),
-                                         torch.autocast("cpu", enabled=False))
+    return GradientPenalty(10.0).penalty(
+        critic, activations, labels, torch.Generator().manual_seed(seed), torch.autocast("cpu", enabled=False)
+    )
 
 
 def test_gradient_penalty_matches_hand_computed_cases():
@@ -231,7 +251,7 @@ def test_gradient_penalty_matches_hand_computed_cases():
     # D(x) = 0.5 ||x||^2 has gradient x: the reference formula gives mean (||x|| - 1)^2
     x = torch.randn(8, 3, requires_grad=True)
     expected = ((x.detach().norm(dim=1) - 1) ** 2).mean()
-    assert torch.allclose(gradient_penalty(0.5 * (x ** 2).sum(dim=1), x), expected, rtol=1e-5)
+    assert torch.allclose(gradient_penalty(0.5 * (x**2).sum(dim=1), x), expected, rtol=1e-5)
 
 
 def test_conv_critic_scores_depend_on_the_label_through_its_projection():
@@ -246,12 +266,16 @@ def test_conv_critic_scores_depend_on_the_label_through_its_projection():
     assert plain.label_projection is None and torch.equal(plain(images, zeros), plain(images, nines))
 
 
-@pytest.mark.parametrize("critic_factory", [
-    lambda: MLPCritic(),
-    lambda: MLPCritic(num_labels=10),
-    lambda: ConvCritic(num_labels=10, width=8),
-    lambda: ConvCritic(num_labels=10, width=8, depth=3),
-], ids=["mlp", "mlp-conditional", "conv-conditional", "conv-conditional-deeper"])
+@pytest.mark.parametrize(
+    "critic_factory",
+    [
+        lambda: MLPCritic(),
+        lambda: MLPCritic(num_labels=10),
+        lambda: ConvCritic(num_labels=10, width=8),
+        lambda: ConvCritic(num_labels=10, width=8, depth=3),
+    ],
+    ids=["mlp", "mlp-conditional", "conv-conditional", "conv-conditional-deeper"],
+)
 def test_gradient_penalty_from_activations_equals_explicit_interpolates(critic_factory):
     """The affine shortcut gives the textbook penalty and the same critic gradients."""
     torch.manual_seed(0)
@@ -268,7 +292,7 @@ def test_gradient_penalty_from_activations_equals_explicit_interpolates(critic_f
     textbook_grads = torch.autograd.grad(textbook, list(critic.parameters()), allow_unused=True)
 
     assert torch.allclose(shortcut, textbook, rtol=1e-5, atol=1e-6)
-    for a, b in zip(shortcut_grads, textbook_grads):
+    for a, b in zip(shortcut_grads, textbook_grads, strict=True):
         if b is None:
             assert a is None or a.abs().max() == 0
         else:
@@ -293,24 +317,57 @@ def test_presets_carry_the_seed_values():
         return resolve(name, {})
 
     vanilla = cfg("vanilla")
-    assert (vanilla.prior, vanilla.objective, vanilla.lr_g, vanilla.lr_d, vanilla.batch_size, vanilla.epochs,
-            vanilla.n_critic, vanilla.arch, vanilla.latent_dim) == ("normal", "bce", 2e-4, 2e-4, 64, 100, 1, "mlp", 100)
+    assert (
+        vanilla.prior,
+        vanilla.objective,
+        vanilla.lr_g,
+        vanilla.lr_d,
+        vanilla.batch_size,
+        vanilla.epochs,
+        vanilla.n_critic,
+        vanilla.arch,
+        vanilla.latent_dim,
+    ) == ("normal", "bce", 2e-4, 2e-4, 64, 100, 1, "mlp", 100)
     static = cfg("gmgan_static")
     assert (static.prior, static.num_components, static.mixture_radius, static.mixture_sigma, static.epochs) == (
-        "gmm_static", 10, 0.1, 0.15, 90)
+        "gmm_static",
+        10,
+        0.1,
+        0.15,
+        90,
+    )
     assert (cfg("gmgan_dynamic").prior, cfg("gmgan_dynamic").num_components) == ("gmm_dynamic", 10)
     wc = cfg("wgan_wc")
     assert (wc.objective, wc.lipschitz, wc.clip_value, wc.n_critic) == ("wasserstein", "clip", 0.09, 5)
     gp = cfg("wgan_gp")
     assert (gp.lipschitz, gp.gp_lambda, gp.n_critic, gp.lr_g, gp.lr_d, gp.batch_size, gp.epochs) == (
-        "gp", 10.0, 5, 1e-4, 1e-4, 64, 100)
+        "gp",
+        10.0,
+        5,
+        1e-4,
+        1e-4,
+        64,
+        100,
+    )
     assert (cfg("wgan_sn").lipschitz, cfg("wgan_sn").gp_lambda) == ("sn", 10.0)
     cond = cfg("wgan_gp_cond")
-    assert (cond.prior, cond.n_critic, cond.gp_lambda, cond.lr_g, cond.batch_size, cond.epochs,
-            cond.condition_critic, cond.condition_generator) == ("class_gaussian", 3, 10.0, 1e-4, 64, 600, True, False)
+    assert (
+        cond.prior,
+        cond.n_critic,
+        cond.gp_lambda,
+        cond.lr_g,
+        cond.batch_size,
+        cond.epochs,
+        cond.condition_critic,
+        cond.condition_generator,
+    ) == ("class_gaussian", 3, 10.0, 1e-4, 64, 600, True, False)
     gmm_cond = cfg("wgan_gp_gmm_cond")
     assert (gmm_cond.prior, gmm_cond.num_components, gmm_cond.condition_generator, gmm_cond.condition_critic) == (
-        "gmm_indexed", 10, True, True)
+        "gmm_indexed",
+        10,
+        True,
+        True,
+    )
 
 
 def test_training_curves_expand_prefixed_keys_and_drop_panels_with_nothing_logged(tmp_path):
@@ -318,10 +375,20 @@ def test_training_curves_expand_prefixed_keys_and_drop_panels_with_nothing_logge
 
     from training.plots import logged_series, plot_training_curves
 
-    records = [{"epoch": e, "loss_d": 1.0 / e, "wasserstein": 2.0,
-                "clip_saturation_layer1": 0.1 * e, "clip_saturation_layer2": 0.2} for e in (1, 2)]
+    records = [
+        {
+            "epoch": e,
+            "loss_d": 1.0 / e,
+            "wasserstein": 2.0,
+            "clip_saturation_layer1": 0.1 * e,
+            "clip_saturation_layer2": 0.2,
+        }
+        for e in (1, 2)
+    ]
     assert logged_series(["clip_saturation_layer*"], records) == {
-        "clip_saturation_layer1": [(1, 0.1), (2, 0.2)], "clip_saturation_layer2": [(1, 0.2), (2, 0.2)]}
+        "clip_saturation_layer1": [(1, 0.1), (2, 0.2)],
+        "clip_saturation_layer2": [(1, 0.2), (2, 0.2)],
+    }
     assert logged_series(["penalty", "loss_d"], records) == {"loss_d": [(1, 1.0), (2, 0.5)]}
     with_clipping = plot_training_curves(records, tmp_path / "clip")[1]
     unclipped = [{k: v for k, v in r.items() if "clip" not in k} for r in records]

@@ -40,7 +40,9 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {})
         state = json.loads(metadata[STATE_KEY])
     except (SafetensorError, ValueError, KeyError, TypeError):
-        raise CheckpointError(f"checkpoint {path} is corrupt or not one of ours (not a train-gan safetensors file)") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or not one of ours (not a train-gan safetensors file)"
+        ) from None
     return tensors, state
 
 

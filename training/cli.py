@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -35,8 +35,10 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
     from .trainer import CHECKPOINT_NAME
 
     if (run_dir / CHECKPOINT_NAME).exists():
-        raise UserError(f"run folder {run_dir} already holds a checkpoint; continue it with --resume {run_dir} "
-                        "or choose another --run-dir")
+        raise UserError(
+            f"run folder {run_dir} already holds a checkpoint; continue it with --resume {run_dir} "
+            "or choose another --run-dir"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         remove_unfinished_writes(run_dir)  # from an earlier attempt killed before its first checkpoint
@@ -55,8 +57,10 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
             raise UserError("give either VARIANT or --resume RUN_DIR, not both")
         refused = sorted(set(cli_values) - set(RESUMABLE))
         if refused or config_file is not None:
-            raise UserError(f"a resumed run keeps its config; only {', '.join(RESUMABLE)} may change "
-                            f"(got {', '.join(refused) or '--config'})")
+            raise UserError(
+                f"a resumed run keeps its config; only {', '.join(RESUMABLE)} may change "
+                f"(got {', '.join(refused) or '--config'})"
+            )
         saved = load_run_config(resume)
         cfg = resolve(saved.variant, {k: v for k, v in saved.to_dict().items() if k != "variant"}, cli_values)
         run_dir = resume
@@ -95,8 +99,10 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
         return 1
     except OSError as error:  # disk full, file size limit, folder made read-only while training
         where = error.filename or run_dir
-        raise UserError(f"cannot write to {where} ({error.strerror or error}); training stopped, the last "
-                        f"checkpoint written is intact: continue with train-gan --resume {run_dir}") from None
+        raise UserError(
+            f"cannot write to {where} ({error.strerror or error}); training stopped, the last "
+            f"checkpoint written is intact: continue with train-gan --resume {run_dir}"
+        ) from None
     typer.echo(json.dumps({"run_dir": str(run_dir), **record}))
     return 0
 
@@ -104,16 +110,33 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
 def _build_signature() -> inspect.Signature:
     """train_command's options: the fixed ones, then one per TrainConfig field (None: the preset's or default)."""
     fixed = [
-        ("variant", Optional[str], None, typer.Argument(help="preset to train (see --list); optional when the --config "
-                                                        "file names it (variant = ...)", show_default=False)),
+        (
+            "variant",
+            str | None,
+            None,
+            typer.Argument(
+                help="preset to train (see --list); optional when the --config file names it (variant = ...)",
+                show_default=False,
+            ),
+        ),
         ("list_presets", bool, False, typer.Option("--list", help="list the presets, one line each, and exit")),
         ("dry_run", bool, False, typer.Option("--dry-run", help="print the resolved config and exit")),
-        ("config_file", Optional[Path], None, typer.Option("--config", help="TOML or YAML file of option = value "
-                                                           "(configs/NAME.toml: the recipe of artifacts/NAME)")),
-        ("resume", Optional[Path], None, typer.Option("--resume", help="continue the run in this folder")),
-        ("run_dir", Optional[Path], None, typer.Option("--run-dir", help="run folder [runs/VARIANT_ARCH_seedS]")),
-        ("data_root", Optional[Path], None, typer.Option("--data-root",
-                                                         help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")),
+        (
+            "config_file",
+            Path | None,
+            None,
+            typer.Option(
+                "--config", help="TOML or YAML file of option = value (configs/NAME.toml: the recipe of artifacts/NAME)"
+            ),
+        ),
+        ("resume", Path | None, None, typer.Option("--resume", help="continue the run in this folder")),
+        ("run_dir", Path | None, None, typer.Option("--run-dir", help="run folder [runs/VARIANT_ARCH_seedS]")),
+        (
+            "data_root",
+            Path | None,
+            None,
+            typer.Option("--data-root", help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]"),
+        ),
         ("quiet", bool, False, typer.Option("--quiet", "-q", help="no progress bar (CI)")),
     ]
     for name, field in FIELDS.items():
@@ -122,19 +145,24 @@ def _build_signature() -> inspect.Signature:
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if field.type == "bool" else [flag]
         help_text = f"{field.metadata['help']} [default {field.default!r}, or the preset's]"
-        fixed.append((name, Optional[TYPES[field.type]], None, typer.Option(*decls, help=help_text,
-                                                                            show_default=False)))
-    return inspect.Signature([
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
-        for name, kind, default, info in fixed
-    ])
+        fixed.append((name, TYPES[field.type] | None, None, typer.Option(*decls, help=help_text, show_default=False)))
+    return inspect.Signature(
+        [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
+            for name, kind, default, info in fixed
+        ]
+    )
 
 
 train_command.__signature__ = _build_signature()  # type: ignore[attr-defined]
 train_command.__annotations__ = {p.name: p.annotation for p in train_command.__signature__.parameters.values()}
-app.command(name="train-gan", help=__doc__, epilog="Examples: train-gan wgan_gp_cond --epochs 600;  "
-            "train-gan --config configs/wgan_gp_mlp.toml --device cpu;  train-gan --resume runs/wgan_gp_mlp_seed0 "
-            "--epochs 200")(train_command)
+app.command(
+    name="train-gan",
+    help=__doc__,
+    epilog="Examples: train-gan wgan_gp_cond --epochs 600;  "
+    "train-gan --config configs/wgan_gp_mlp.toml --device cpu;  train-gan --resume runs/wgan_gp_mlp_seed0 "
+    "--epochs 200",
+)(train_command)
 
 
 def main() -> None:

@@ -42,18 +42,23 @@ class TrainConfig:
     num_components: int = _opt(10, "mixture components K")
     mixture_radius: float = _opt(0.1, "mixture means mu_k ~ U[-c, c]^d: c")
     mixture_sigma: float = _opt(0.15, "mixture standard deviation sigma (initial value when learned)")
-    label_embed_dim: int = _opt(10, "size of the label embedding concatenated to the generator's and the MLP "
-                                "critic's inputs (the conv critic projects the label instead)")
+    label_embed_dim: int = _opt(
+        10,
+        "size of the label embedding concatenated to the generator's and the MLP "
+        "critic's inputs (the conv critic projects the label instead)",
+    )
     conv_width: int = _opt(32, "channel width w of the conv architecture")
-    critic_depth: int = _opt(1, "conv layers at each of the conv critic's two resolutions (1 = DCGAN-style; "
-                             "each extra one is a 3x3 conv)")
+    critic_depth: int = _opt(
+        1, "conv layers at each of the conv critic's two resolutions (1 = DCGAN-style; each extra one is a 3x3 conv)"
+    )
     clip_value: float = _opt(0.09, "weight clipping bound c")
     gp_lambda: float = _opt(10.0, "gradient penalty weight lambda")
     n_critic: int = _opt(1, "critic steps per generator step")
     lr_g: float = _opt(2e-4, "generator (and prior) learning rate")
     lr_d: float = _opt(2e-4, "critic learning rate")
-    lr_decay_start: int = _opt(0, "epoch after which both learning rates fall linearly to 0 at the last epoch "
-                               "(0 = constant)")
+    lr_decay_start: int = _opt(
+        0, "epoch after which both learning rates fall linearly to 0 at the last epoch (0 = constant)"
+    )
     optimizer: str = _opt("adam", "adam (betas beta1, beta2) or rmsprop (the WGAN paper's choice with weight clipping)")
     beta1: float = _opt(0.9, "Adam beta1")
     beta2: float = _opt(0.999, "Adam beta2")
@@ -63,12 +68,15 @@ class TrainConfig:
     seed: int = _opt(0, "random seed")
     device: str = _opt("auto", "auto, cpu or cuda")
     precision: str = _opt("fp32", "fp32 or bf16 (autocast)")
-    holdout: int = _opt(HOLDOUT_IMAGES, "last N training images held out (DRS calibration, realism scores, "
-                        "`eval-gan tune-spread`), never trained on")
+    holdout: int = _opt(
+        HOLDOUT_IMAGES,
+        "last N training images held out (DRS calibration, realism scores, `eval-gan tune-spread`), never trained on",
+    )
     train_limit: int = _opt(0, "train on the first N images only (0 = all)")
     eval_every: int = _opt(5, "epochs between evaluations (sample grid, metrics, plots)")
-    eval_protocol: str = _opt("proxy", "metrics at each evaluation: proxy (MNIST classifier, fast), p0 (Inception, "
-                              "slow on CPU) or none")
+    eval_protocol: str = _opt(
+        "proxy", "metrics at each evaluation: proxy (MNIST classifier, fast), p0 (Inception, slow on CPU) or none"
+    )
     eval_samples: int = _opt(10_000, "images generated for each evaluation's metrics")
     checkpoint_every: int = _opt(1, "epochs between checkpoints")
 
@@ -106,8 +114,23 @@ CHOICES = {
     "optimizer": tuple(OPTIMIZERS),
     "eval_protocol": (*PROTOCOLS, "none"),
 }
-POSITIVE = ("latent_dim", "num_components", "label_embed_dim", "conv_width", "critic_depth", "n_critic", "lr_g", "lr_d",
-            "batch_size", "epochs", "eval_every", "eval_samples", "checkpoint_every", "clip_value", "mixture_sigma")
+POSITIVE = (
+    "latent_dim",
+    "num_components",
+    "label_embed_dim",
+    "conv_width",
+    "critic_depth",
+    "n_critic",
+    "lr_g",
+    "lr_d",
+    "batch_size",
+    "epochs",
+    "eval_every",
+    "eval_samples",
+    "checkpoint_every",
+    "clip_value",
+    "mixture_sigma",
+)
 # Every count, size and seed fits a 32-bit int: far beyond any sensible value, within what torch takes.
 MAX_INT = 2**31 - 1
 NON_NEGATIVE = ("mixture_radius", "gp_lambda", "holdout", "train_limit", "seed", "lr_decay_start")
@@ -145,7 +168,7 @@ def resolve_config_file(path: Path, variant: str | None, *override_layers: dict)
     if variant is not None and named is not None and named != variant:
         raise ConfigError(f"preset {variant!r} conflicts with variant = {named!r} in {path}: give one, or the same")
     if variant is None and named is None:
-        raise ConfigError(f"missing VARIANT: {path} names no preset (add variant = \"PRESET\" to it, or give PRESET)")
+        raise ConfigError(f'missing VARIANT: {path} names no preset (add variant = "PRESET" to it, or give PRESET)')
     return resolve(variant or named, values, *override_layers)
 
 
@@ -206,8 +229,10 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
     protocol = PROTOCOLS.get(cfg.eval_protocol)
     if protocol is not None and cfg.eval_samples < protocol.min_samples:
-        raise ConfigError(f"eval_samples must be >= {protocol.min_samples} (precision/recall with k={max(protocol.ks)}), "
-                          f"got {cfg.eval_samples}")
+        raise ConfigError(
+            f"eval_samples must be >= {protocol.min_samples} (precision/recall with k={max(protocol.ks)}), "
+            f"got {cfg.eval_samples}"
+        )
     if cfg.prior == "gmm_indexed" and cfg.num_components != NUM_DIGITS:
         raise ConfigError(f"prior gmm_indexed uses digits as component indices: num_components must be {NUM_DIGITS}")
     # Only the prior's labels matter here: build it on the meta device (no memory, no draw from the
@@ -215,7 +240,9 @@ def validate(cfg: TrainConfig) -> None:
     with torch.device("meta"):
         prior = build_prior(cfg.prior, 1, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
     if cfg.condition_critic and not prior.labels_are_digits:
-        raise ConfigError(f"condition_critic needs digit labels: prior {cfg.prior} has none (use class_gaussian or gmm_indexed)")
+        raise ConfigError(
+            f"condition_critic needs digit labels: prior {cfg.prior} has none (use class_gaussian or gmm_indexed)"
+        )
     if cfg.condition_generator and prior.num_labels == 0:
         raise ConfigError(f"condition_generator needs a prior that draws labels, not {cfg.prior}")
 
@@ -225,7 +252,9 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ConfigError(f"{path} is missing or unreadable ({type(error).__name__}); is {run_dir} a run folder?") from None
+        raise ConfigError(
+            f"{path} is missing or unreadable ({type(error).__name__}); is {run_dir} a run folder?"
+        ) from None
     variant = data.pop("variant", None)
     if not isinstance(variant, str):
         raise ConfigError(f"{path} names no preset")

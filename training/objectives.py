@@ -95,7 +95,8 @@ class WeightClipping(LipschitzConstraint):
         layers = [params for module in critic.modules() if (params := list(module.parameters(recurse=False)))]
         at_bound = [sum(int((p.abs() >= bound).sum()) for p in params) for params in layers]
         sizes = [sum(p.numel() for p in params) for params in layers]
-        per_layer = {f"clip_saturation_layer{i}": n / size for i, (n, size) in enumerate(zip(at_bound, sizes), 1)}
+        shares = [n / size for n, size in zip(at_bound, sizes, strict=True)]
+        per_layer = {f"clip_saturation_layer{i}": share for i, share in enumerate(shares, 1)}
         return {"clip_saturation": sum(at_bound) / sum(sizes), **per_layer}
 
 

@@ -23,8 +23,9 @@ def logged_series(keys: list[str], records: list[dict]) -> dict[str, list[tuple]
     """(epoch, value) points of each key that was logged; a key ending in * stands for every logged
     key with that prefix, in first-logged order."""
     logged = dict.fromkeys(name for record in records for name in record)
-    names = [name for key in keys for name in
-             ([n for n in logged if n.startswith(key[:-1])] if key.endswith("*") else [key])]
+    names = [
+        name for key in keys for name in ([n for n in logged if n.startswith(key[:-1])] if key.endswith("*") else [key])
+    ]
     series = {name: [(r["epoch"], r[name]) for r in records if r.get(name) is not None] for name in names}
     return {name: points for name, points in series.items() if points}
 
@@ -37,9 +38,9 @@ def plot_training_curves(records: list[dict], out_dir: Path) -> list[Path]:
         drawn = [(title, series) for title, keys in panels if (series := logged_series(keys, records))]
         drawn = drawn or [(panels[0][0], {})]
         fig, axes = plt.subplots(1, len(drawn), figsize=(5 * len(drawn), 3.5), squeeze=False)
-        for ax, (title, series) in zip(axes[0], drawn):
+        for ax, (title, series) in zip(axes[0], drawn, strict=True):
             for name, points in series.items():
-                ax.plot(*zip(*points), label=name, marker="." if len(points) < 30 else None)
+                ax.plot(*zip(*points, strict=True), label=name, marker="." if len(points) < 30 else None)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("epoch")
             if ax.lines:

@@ -47,12 +47,21 @@ PRESETS: dict[str, Preset] = {
     ),
     "wgan_gp_cond": Preset(
         "WGAN-GP with a per-digit learnable prior N(a_i, b_i^2 I); G unchanged; critic D(x, i)",
-        dict(_WGAN, lipschitz="gp", gp_lambda=10.0, n_critic=3, epochs=600, prior="class_gaussian",
-             condition_critic=True),
+        dict(
+            _WGAN, lipschitz="gp", gp_lambda=10.0, n_critic=3, epochs=600, prior="class_gaussian", condition_critic=True
+        ),
     ),
     "wgan_gp_gmm_cond": Preset(
         "WGAN-GP with a learned K-component mixture whose index (the digit) is fed to G and D",
-        dict(_WGAN, lipschitz="gp", gp_lambda=10.0, n_critic=5, prior="gmm_indexed", num_components=10,
-             condition_generator=True, condition_critic=True),
+        dict(
+            _WGAN,
+            lipschitz="gp",
+            gp_lambda=10.0,
+            n_critic=5,
+            prior="gmm_indexed",
+            num_components=10,
+            condition_generator=True,
+            condition_critic=True,
+        ),
     ),
 }

@@ -43,8 +43,9 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", raw_generato
         critic.load_state_dict(unprefixed("critic", tensors))
     except RuntimeError:
         raise CheckpointError(f"checkpoint in {run_dir} does not match its config.json (different model)") from None
-    return TrainedRun(cfg, generator.to(device).eval(), critic.to(device).eval(), state["epoch"], run_dir,
-                      "ema" if ema else "raw")
+    return TrainedRun(
+        cfg, generator.to(device).eval(), critic.to(device).eval(), state["epoch"], run_dir, "ema" if ema else "raw"
+    )
 
 
 def training_cost(run_dir: Path, epochs: int) -> dict:
@@ -58,7 +59,9 @@ def training_cost(run_dir: Path, epochs: int) -> dict:
     records = [r for r in records if r.get("epoch", 0) <= epochs]
     # Epoch records from before the device was logged all come from CPU runs.
     devices = sorted({r.get("device", "cpu") for r in records})
-    return {"wall_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in records), 1),
-            "cpu_seconds": round(sum(r.get("epoch_cpu_seconds", 0.0) for r in records), 1),
-            "device": " + ".join(devices) or "cpu",
-            "epochs_logged": len(records)}
+    return {
+        "wall_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in records), 1),
+        "cpu_seconds": round(sum(r.get("epoch_cpu_seconds", 0.0) for r in records), 1),
+        "device": " + ".join(devices) or "cpu",
+        "epochs_logged": len(records),
+    }

@@ -33,8 +33,9 @@ def is_conditional(generator: GeneratorBundle) -> bool:
 
 
 @torch.no_grad()
-def generate(generator: GeneratorBundle, n: int, seed: int, digit_weights: np.ndarray,
-             progress: bool = False) -> Samples:
+def generate(
+    generator: GeneratorBundle, n: int, seed: int, digit_weights: np.ndarray, progress: bool = False
+) -> Samples:
     """n images from noise seeded by `seed` (a generator of its own, never the training RNG).
 
     Conditional models get `digit_weights` as exact per-digit counts; mixture priors draw their
@@ -76,8 +77,15 @@ def load_generator(path: Path, raw_generator: bool = False) -> GeneratorBundle:
     return load_trained(run_dir, raw_generator=raw_generator).generator
 
 
-def sample_run(generator: GeneratorBundle, source: str, n: int, seed: int, class_sampling: str | None,
-               data_root: Path, progress: bool = False) -> Samples:
+def sample_run(
+    generator: GeneratorBundle,
+    source: str,
+    n: int,
+    seed: int,
+    class_sampling: str | None,
+    data_root: Path,
+    progress: bool = False,
+) -> Samples:
     """n samples with `class_sampling` resolved for this model, described for the report."""
     class_sampling = resolve_class_sampling(is_conditional(generator), class_sampling)
     samples = generate(generator, n, seed, digit_weights(class_sampling, data_root), progress)
@@ -88,8 +96,10 @@ def sample_run(generator: GeneratorBundle, source: str, n: int, seed: int, class
 def with_sigma(generator: GeneratorBundle, sigma: float) -> GeneratorBundle:
     """A copy of the generator whose mixture components all have standard deviation `sigma`."""
     if not isinstance(generator.prior, GaussianMixturePrior):
-        raise EvaluationError(f"the σ sweep needs a Gaussian-mixture prior (gmm_static, gmm_dynamic, gmm_indexed); "
-                              f"this run's prior is {generator.prior.kind}")
+        raise EvaluationError(
+            f"the σ sweep needs a Gaussian-mixture prior (gmm_static, gmm_dynamic, gmm_indexed); "
+            f"this run's prior is {generator.prior.kind}"
+        )
     if not sigma > 0:
         raise EvaluationError(f"σ must be > 0, got {sigma}")
     swept = copy.deepcopy(generator)
@@ -98,19 +108,31 @@ def with_sigma(generator: GeneratorBundle, sigma: float) -> GeneratorBundle:
     return swept
 
 
-def sigma_samplers(generator: GeneratorBundle, source: str, sigmas: list[float], n: int, seed: int,
-                   data_root: Path, progress: bool = False) -> dict[float, Callable[[], Samples]]:
+def sigma_samplers(
+    generator: GeneratorBundle,
+    source: str,
+    sigmas: list[float],
+    n: int,
+    seed: int,
+    data_root: Path,
+    progress: bool = False,
+) -> dict[float, Callable[[], Samples]]:
     """For each σ, what samples the generator with every mixture component at σ (same seed, so the same latent
     draws); every σ is checked before anything is sampled."""
     swept = {sigma: with_sigma(generator, sigma) for sigma in sigmas}
-    return {sigma: (lambda model=model: sample_run(model, source, n, seed, None, data_root, progress))
-            for sigma, model in swept.items()}
+    return {
+        sigma: (lambda model=model: sample_run(model, source, n, seed, None, data_root, progress))
+        for sigma, model in swept.items()
+    }
 
 
-def class_samplers(generator: GeneratorBundle, source: str, n: int, seed: int, data_root: Path,
-                   progress: bool = False) -> Callable[[str], Samples]:
+def class_samplers(
+    generator: GeneratorBundle, source: str, n: int, seed: int, data_root: Path, progress: bool = False
+) -> Callable[[str], Samples]:
     """What samples a conditional model with a given class sampling (uniform digits or MNIST frequencies)."""
     if not is_conditional(generator):
-        raise EvaluationError(f"class sampling compares digit distributions of conditional models; this run's prior "
-                              f"({generator.prior.kind}) draws no digits")
+        raise EvaluationError(
+            f"class sampling compares digit distributions of conditional models; this run's prior "
+            f"({generator.prior.kind}) draws no digits"
+        )
     return lambda class_sampling: sample_run(generator, source, n, seed, class_sampling, data_root, progress)

@@ -95,9 +95,7 @@ class Trainer:
         self.critic.to(self.device)
         self.ema = None
         if cfg.ema_decay > 0:
-            self.ema = AveragedModel(
-                self.generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True
-            )
+            self.ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.g_params = list(self.generator.parameters())
         self.opt_g = OPTIMIZERS[cfg.optimizer](self.g_params, cfg.lr_g, cfg)
         self.opt_d = OPTIMIZERS[cfg.optimizer](self.critic.parameters(), cfg.lr_d, cfg)
@@ -123,8 +121,11 @@ class Trainer:
     def _critic_block(self, real: torch.Tensor, labels: torch.Tensor, block: int) -> None:
         cfg, bs = self.cfg, self.cfg.batch_size
         with torch.no_grad(), self.autocast:
-            fake_labels = labels if self.prior.labels_are_digits else self.prior.sample_labels(
-                real.shape[0], self.noise_rng, self.device)
+            fake_labels = (
+                labels
+                if self.prior.labels_are_digits
+                else self.prior.sample_labels(real.shape[0], self.noise_rng, self.device)
+            )
             eps = torch.randn(real.shape[0], cfg.latent_dim, generator=self.noise_rng, device=self.device)
             fakes = self.generator(eps, fake_labels).float()
         for i in range(block):
@@ -135,17 +136,24 @@ class Trainer:
                 activations = self.critic.input_layer(torch.cat([real_i, fake_i]), both_labels)
                 d_real, d_fake = self.critic.rest(activations, both_labels).float().split(bs)
             loss = self.objective.critic_loss(d_real, d_fake)
-            penalty = self.constraint.penalty(self.critic, activations.split(bs), labels_i, self.noise_rng, self.autocast)
+            penalty = self.constraint.penalty(
+                self.critic, activations.split(bs), labels_i, self.noise_rng, self.autocast
+            )
             total = loss if penalty is None else loss + penalty
             self.opt_d.zero_grad(set_to_none=True)
             total.backward()
             self.opt_d.step()
             self.constraint.after_critic_step(self.critic)
             with torch.no_grad():
-                self.sums[:len(CRITIC_STATS)] += torch.stack([
-                    loss, d_real.mean() - d_fake.mean(), self.objective.mean_score(d_real),
-                    self.objective.mean_score(d_fake), penalty if penalty is not None else torch.zeros(()),
-                ]).double()
+                self.sums[: len(CRITIC_STATS)] += torch.stack(
+                    [
+                        loss,
+                        d_real.mean() - d_fake.mean(),
+                        self.objective.mean_score(d_real),
+                        self.objective.mean_score(d_fake),
+                        penalty if penalty is not None else torch.zeros(()),
+                    ]
+                ).double()
         self.counts[0] += block
 
     def _generator_step(self, labels: torch.Tensor) -> None:
@@ -163,7 +171,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.generator)
         with torch.no_grad():
-            self.sums[len(CRITIC_STATS):] += torch.stack([loss.detach(), grad_norm]).double()
+            self.sums[len(CRITIC_STATS) :] += torch.stack([loss.detach(), grad_norm]).double()
         self.counts[1] += 1
 
     def train_epoch(self, progress: tqdm | None = None) -> bool:
@@ -191,7 +199,13 @@ class Trainer:
             if progress is not None:
                 progress.update(block)
                 if blocks_done % 20 == 0:
-                    progress.set_postfix({k: f"{v:.3f}" for k, v in self.epoch_stats().items() if k in ("loss_d", "loss_g", "wasserstein")})
+                    progress.set_postfix(
+                        {
+                            k: f"{v:.3f}"
+                            for k, v in self.epoch_stats().items()
+                            if k in ("loss_d", "loss_g", "wasserstein")
+                        }
+                    )
         return True
 
     @property
@@ -258,8 +272,10 @@ class Trainer:
             self.epoch, self.step = state["epoch"], state["step"]
             trained_under = state["config"]
         except (RuntimeError, KeyError, ValueError, TypeError):  # a config.json edited after training began
-            raise CheckpointError(f"checkpoint {path} does not match {self.run_dir / 'config.json'} "
-                                  "(another model, optimizer or ema_decay)") from None
+            raise CheckpointError(
+                f"checkpoint {path} does not match {self.run_dir / 'config.json'} "
+                "(another model, optimizer or ema_decay)"
+            ) from None
         self._check_schedule_unchanged(trained_under.get("lr_decay_start", 0), trained_under["epochs"])
 
     def _check_schedule_unchanged(self, decay_start: int, epochs: int) -> None:
@@ -269,7 +285,8 @@ class Trainer:
             raise CheckpointError(
                 f"the learning rate would change before epoch {self.progress:g}, where this run stopped: it was "
                 f"trained with lr_decay_start {decay_start} of {epochs} epochs, and a resumed run cannot change "
-                f"either once the decay has begun (asked for {self.cfg.lr_decay_start} of {self.cfg.epochs})")
+                f"either once the decay has begun (asked for {self.cfg.lr_decay_start} of {self.cfg.epochs})"
+            )
 
     # ------------------------------------------------------------------ evaluation
     def sampling_generator(self) -> torch.nn.Module:
@@ -296,8 +313,15 @@ class Trainer:
         """The sampling generator's metrics under cfg.eval_protocol, keyed PROTOCOL/metric ({} for none)."""
         if self.cfg.eval_protocol == "none":
             return {}
-        samples = sample_run(self.sampling_generator(), str(self.run_dir), self.cfg.eval_samples,
-                             self.cfg.seed + EVAL_NOISE_SEED_OFFSET, None, self.data_root, progress=not self.quiet)
+        samples = sample_run(
+            self.sampling_generator(),
+            str(self.run_dir),
+            self.cfg.eval_samples,
+            self.cfg.seed + EVAL_NOISE_SEED_OFFSET,
+            None,
+            self.data_root,
+            progress=not self.quiet,
+        )
         return self.evaluator.score(samples)["metrics"]
 
 
@@ -349,6 +373,7 @@ def _nonfinite(stats: dict[str, float]) -> list[str]:
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer):
     """SIGINT/SIGTERM ask the loop to stop at the next block boundary and checkpoint there."""
+
     def request_stop(signum, frame):
         trainer.stop_signal = signum
 
@@ -372,30 +397,42 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
         with stop_on_signals(trainer):
             while trainer.epoch < cfg.epochs:
                 started, cpu_started = time.perf_counter(), time.process_time()
-                with tqdm(total=trainer.steps_per_epoch, initial=trainer.step, disable=trainer.quiet,
-                          desc=f"epoch {trainer.epoch + 1}/{cfg.epochs}", unit="step", leave=False) as progress:
+                with tqdm(
+                    total=trainer.steps_per_epoch,
+                    initial=trainer.step,
+                    disable=trainer.quiet,
+                    desc=f"epoch {trainer.epoch + 1}/{cfg.epochs}",
+                    unit="step",
+                    leave=False,
+                ) as progress:
                     finished = trainer.train_epoch(progress)
                 if not finished:
                     trainer.save()
                     raise Interrupted(
                         f"stopped by signal {trainer.stop_signal} at epoch {trainer.epoch + 1} step {trainer.step}; "
-                        f"checkpoint saved, continue with: train-gan --resume {run_dir}")
+                        f"checkpoint saved, continue with: train-gan --resume {run_dir}"
+                    )
                 stats = trainer.epoch_stats()
                 bad = _nonfinite(stats)
                 if bad:
                     raise TrainingError(
                         f"non-finite loss in epoch {trainer.epoch + 1} ({', '.join(bad)}); run stopped, last good "
-                        f"checkpoint kept at {checkpoint_path}" + ("" if checkpoint_path.exists() else " (none yet)"))
+                        f"checkpoint kept at {checkpoint_path}" + ("" if checkpoint_path.exists() else " (none yet)")
+                    )
                 trainer.epoch += 1
                 trainer.step = 0
                 seconds = time.perf_counter() - started
-                record = {"epoch": trainer.epoch, **stats, **trainer.constraint.diagnostics(trainer.critic),
-                          "epoch_seconds": seconds,
-                          # CPU time of every thread of this process: the cost in CPU-hours, whatever the threads.
-                          "epoch_cpu_seconds": time.process_time() - cpu_started,
-                          "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds,
-                          "lr_g": trainer.opt_g.param_groups[0]["lr"],  # at the epoch's last step
-                          "device": trainer.device_name}
+                record = {
+                    "epoch": trainer.epoch,
+                    **stats,
+                    **trainer.constraint.diagnostics(trainer.critic),
+                    "epoch_seconds": seconds,
+                    # CPU time of every thread of this process: the cost in CPU-hours, whatever the threads.
+                    "epoch_cpu_seconds": time.process_time() - cpu_started,
+                    "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds,
+                    "lr_g": trainer.opt_g.param_groups[0]["lr"],  # at the epoch's last step
+                    "device": trainer.device_name,
+                }
                 evaluating = trainer.epoch % cfg.eval_every == 0 or trainer.epoch == cfg.epochs
                 if evaluating:
                     record.update(trainer.evaluate())
@@ -405,9 +442,12 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                 if trainer.epoch % cfg.checkpoint_every == 0 or trainer.epoch == cfg.epochs:
                     trainer.save()
                 if not trainer.quiet:
-                    tqdm.write(f"epoch {trainer.epoch}: " + ", ".join(
-                        f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, (int, float))))
+                    tqdm.write(
+                        f"epoch {trainer.epoch}: "
+                        + ", ".join(
+                            f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, (int, float))
+                        )
+                    )
     finally:
         logger.close()
     return record
-

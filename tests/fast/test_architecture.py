@@ -20,8 +20,13 @@ ALLOWED = {
 # evaluation's one module that knows training runs exist: eval-gan samples a run folder through this module.
 EVALUATION_CLI_MAY_IMPORT = {"training.sampling"}
 # Training reaches into evaluation only to monitor itself: score samples, plot, name the protocols.
-TRAINING_MAY_IMPORT = {"evaluation", "evaluation.figures", "evaluation.protocols", "evaluation.samples",
-                       "evaluation.scoring"}
+TRAINING_MAY_IMPORT = {
+    "evaluation",
+    "evaluation.figures",
+    "evaluation.protocols",
+    "evaluation.samples",
+    "evaluation.scoring",
+}
 NO_TORCH = ("common", "runtime", "demo")
 
 
@@ -51,8 +56,10 @@ def imports_of(path: Path, root: Path) -> set[str]:
 def project_graph(root: Path = REPO) -> dict[str, set[str]]:
     """module -> the project modules it imports."""
     paths = {module_name(path, root): path for package in PACKAGES for path in (root / package).rglob("*.py")}
-    return {name: {target for target in imports_of(path, root) if target in paths and target != name}
-            for name, path in paths.items()}
+    return {
+        name: {target for target in imports_of(path, root) if target in paths and target != name}
+        for name, path in paths.items()
+    }
 
 
 def layering_violations(graph: dict[str, set[str]]) -> list[str]:
@@ -67,7 +74,8 @@ def layering_violations(graph: dict[str, set[str]]) -> list[str]:
                 allowed = target in TRAINING_MAY_IMPORT
             else:
                 allowed = target_package in ALLOWED[package] or (
-                    module == "evaluation.cli" and target in EVALUATION_CLI_MAY_IMPORT)
+                    module == "evaluation.cli" and target in EVALUATION_CLI_MAY_IMPORT
+                )
             if not allowed:
                 wrong.append(f"{module} -> {target}")
     return sorted(wrong)
@@ -90,8 +98,8 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
             elif target in stack:
                 low[node] = min(low[node], index[target])
         if low[node] == index[node]:
-            component = stack[stack.index(node):]
-            del stack[stack.index(node):]
+            component = stack[stack.index(node) :]
+            del stack[stack.index(node) :]
             if len(component) > 1:
                 cycles.append(sorted(component))
 
@@ -116,8 +124,12 @@ def test_the_torch_free_packages_never_import_torch_at_import_time():
     for package in NO_TORCH:
         for path in (REPO / package).rglob("*.py"):
             module_level = ast.parse(path.read_text()).body
-            names = {alias.name.split(".")[0] for node in module_level if isinstance(node, ast.Import)
-                     for alias in node.names}
+            names = {
+                alias.name.split(".")[0]
+                for node in module_level
+                if isinstance(node, ast.Import)
+                for alias in node.names
+            }
             names |= {(node.module or "").split(".")[0] for node in module_level if isinstance(node, ast.ImportFrom)}
             if package != "common":  # runtime/ and demo/: not even lazily
                 names = {name.split(".")[0] for name in imports_of(path, REPO)}
