@@ -32,6 +32,11 @@ def run_app(app: typer.Typer, prog: str) -> None:
     sys.exit(result if isinstance(result, int) else 0)
 
 
+def checked_option(rule: Callable[..., Any], flag: str, *names: str, **settings: Any) -> Any:
+    """A Typer option whose value passes `rule` (one of common.validation's) before the command runs."""
+    return typer.Option(flag, *names, callback=validated(rule, flag), **settings)
+
+
 def validated(rule: Callable[..., Any], flag: str) -> Callable[[Any], Any]:
     """A Typer callback applying one of common.validation's rules to an option (None passes: not given)."""
 

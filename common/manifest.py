@@ -292,15 +292,6 @@ class Manifest:
         return self.folder.name
 
     @property
-    def num_labels(self) -> int:
-        """0 without labels, K for mixture priors, 10 for digit-indexed priors."""
-        return self.prior.num_labels
-
-    @property
-    def label_weights(self) -> list[float]:
-        return self.prior.label_weights
-
-    @property
     def default_spread(self) -> float:
         """The latent spread the model samples at unless asked otherwise (`eval-gan tune-spread` chose it)."""
         return DEFAULT_SPREAD if self.sampling is None else self.sampling.spread
@@ -360,7 +351,7 @@ class Manifest:
         labels = (
             "conditional (digit)"
             if self.conditional
-            else (f"mixture K={self.num_labels}" if self.num_labels else "unconditional")
+            else (f"mixture K={self.prior.num_labels}" if self.prior.num_labels else "unconditional")
         )
         return f"{self.variant}, {self.architecture}, prior {self.prior.kind}, {labels}"
 

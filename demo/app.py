@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import html
 from pathlib import Path
+from typing import Annotated
 
 import gradio as gr
 import typer
@@ -23,6 +24,7 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 QUEUE_SIZE = 100  # requests waiting beyond this are refused with "queue full" rather than piling up
 # Requests run at once; onnxruntime already spreads one request over the cores.
 CONCURRENCY = 2
+RATE_STEP = 0.01
 # 28x28 digits are shown enlarged (the scored one 7x, over Gradio's own sizing): keep their pixels
 # sharp instead of blurring them.
 CSS = """
@@ -45,6 +47,11 @@ def _shown_to_user(handler):
             raise gr.Error(html.escape(str(error), quote=False), print_exception=False) from None
 
     return wrapped
+
+
+def rate_slider(value: float, label: str, info: str) -> gr.Slider:
+    """A DRS target rate in (0, 1]; at 0 (where the slider starts there) DRS is off."""
+    return gr.Slider(0 if value == 0 else RATE_STEP, 1, value=value, step=RATE_STEP, label=label, info=info)
 
 
 def _digit_dropdown(conditional: bool, unset: str, label: str) -> gr.Dropdown:
@@ -144,13 +151,10 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
             with gr.Row():
                 digit = generate_digit_dropdown(default.conditional)
                 count = gr.Slider(1, MAX_SAMPLES, value=64, step=1, label="Number of samples")
-                rate = gr.Slider(
+                rate = rate_slider(
                     0,
-                    1,
-                    value=0,
-                    step=0.01,
-                    label="DRS target acceptance rate",
-                    info="0 = off; 0.2 keeps the 20% of proposals the critic finds most real",
+                    "DRS target acceptance rate",
+                    "0 = off; 0.2 keeps the 20% of proposals the critic finds most real",
                 )
             with gr.Row():
                 seed = gr.Number(
@@ -195,14 +199,7 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
                     )
                     score_upload_button = gr.Button("Score the upload", variant="primary")
                 score_digit = score_digit_dropdown(default.conditional)
-                score_rate = gr.Slider(
-                    0.01,
-                    1,
-                    value=0.2,
-                    step=0.01,
-                    label="DRS target rate",
-                    info="the rate at which the acceptance probability is computed",
-                )
+                score_rate = rate_slider(0.2, "DRS target rate", "the rate the acceptance probability is computed at")
             with gr.Column():
                 scored = gr.Image(
                     label="What the model scores (28x28, light digit on black)",
@@ -258,19 +255,19 @@ def launch(app: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, b
     )
 
 
-cli = typer.Typer(add_completion=False)
+cli = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
-@cli.command(help=__doc__)
+PORT_HELP = "TCP port"
+ARTIFACTS_HELP = f"folder of exported models [${ARTIFACTS_ENV} or artifacts/]"
+
+
+@cli.command(help=__doc__, epilog="Examples: gan-demo;  gan-demo --host 0.0.0.0 --port 8080")
 def serve(
-    host: str = typer.Option(DEFAULT_HOST, "--host", help="address to listen on (0.0.0.0: every interface)"),
-    port: int = typer.Option(DEFAULT_PORT, "--port", help="TCP port"),
-    artifacts: Path | None = typer.Option(
-        None, "--artifacts", show_default=False, help=f"folder of exported models [${ARTIFACTS_ENV} or artifacts/]"
-    ),
+    host: Annotated[str, typer.Option("--host", help="address to listen on (0.0.0.0: every interface)")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help=PORT_HELP)] = DEFAULT_PORT,
+    artifacts: Annotated[Path | None, typer.Option("--artifacts", show_default=False, help=ARTIFACTS_HELP)] = None,
 ) -> None:
-    if not 1 <= port <= 65535:
-        raise UserError(f"--port must be in 1..65535, got {port}")
     app = build_app(artifacts)
     try:
         launch(app, host, port)

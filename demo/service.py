@@ -56,6 +56,7 @@ def digit_choice(value, model: GanModel, unset: str) -> int | None:
 
 # What the model card shows of each P0 result: FID and improved precision/recall at k=3 and k=5.
 CARD_METRICS = ("fid", "precision_k3", "recall_k3", "precision_k5", "recall_k5")
+CARD_COLUMNS = ("model", "variant", "architecture", "prior", "labels", "sampling")  # then the metrics
 
 
 def p0_rows(manifest: Manifest) -> list[tuple[str, dict[str, str]]]:
@@ -133,7 +134,7 @@ class DemoModels:
         model = self.models[name]
         manifest = model.manifest
         lines = [
-            f"**{name}**: {manifest.summary()}, latent dim {model.latent_dim}, "
+            f"**{name}**: {manifest.summary()}, latent dim {manifest.latent_dim}, "
             f"epochs trained: {manifest.training.get('epochs_completed', 'not recorded')}."
         ]
         chosen = manifest.sampling.chosen_by if manifest.sampling else {}
@@ -150,15 +151,7 @@ class DemoModels:
 
     def results_table(self) -> tuple[list[str], list[list[str]]]:
         """(headers, rows): one row per model and sampling (plain, each DRS rate) with P0 means over seeds."""
-        headers = [
-            "model",
-            "variant",
-            "architecture",
-            "prior",
-            "labels",
-            "sampling",
-            *(f"P0 {name}" for name in CARD_METRICS),
-        ]
+        headers = [*CARD_COLUMNS, *(f"P0 {name}" for name in CARD_METRICS)]
         rows = []
         for name, model in self.models.items():
             manifest = model.manifest

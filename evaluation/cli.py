@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from common.cli import run_app, validated
+from common.cli import checked_option, run_app
 from common.manifest import record_sampling, sampling_label
 from common.mnist import DATA_ROOT_ENV, HOLDOUT_IMAGES, load_mnist_uint8, resolve_data_root
 from common.validation import check_rate, check_seed, check_spread
@@ -41,21 +41,30 @@ from .studies import (
     spread_selection,
 )
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n\n")[0], no_args_is_help=True)
+app = typer.Typer(add_completion=False, rich_markup_mode=None, help=__doc__.split("\n\n")[0], no_args_is_help=True)
 
-SamplesOption = Annotated[
-    int | None, typer.Option("--n", min=1, show_default=False, help="samples (default: the protocol's 10,000)")
-]
-RawGeneratorOption = Annotated[
-    bool,
-    typer.Option(
-        "--raw-generator", help="the run's trained generator, not its EMA (as `export-gan --raw-generator` ships it)"
-    ),
-]
+DATA_ROOT_HELP = f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]"
+PROTOCOL_HELP = f"{' or '.join(PROTOCOLS)}: p0 is Inception, the reported protocol; proxy is the MNIST classifier"
+RAW_HELP = "the run's trained generator, not its EMA (as `export-gan --raw-generator` ships it)"
+SPREAD_HELP = "exported artifacts: scale the latent noise by this (< 1 typical digits, > 1 varied ones) [its default]"
+ProtocolOption = Annotated[str, typer.Option("--protocol", help=PROTOCOL_HELP)]
+SeedOption = Annotated[int, checked_option(check_seed, "--seed", help="sampling seed (recorded with every number)")]
+DataRootOption = Annotated[Path | None, typer.Option("--data-root", show_default=False, help=DATA_ROOT_HELP)]
+JsonOption = Annotated[Path | None, typer.Option("--json", show_default=False, help="also write the records as JSON")]
+MarkdownOption = Annotated[Path | None, typer.Option("--markdown", show_default=False, help="also write the table")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
-DataRootOption = Annotated[
-    Path | None, typer.Option("--data-root", show_default=False, help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]")
-]
+SamplesOption = Annotated[int | None, typer.Option("--n", min=1, show_default=False, help="samples [the protocol's]")]
+RawGeneratorOption = Annotated[bool, typer.Option("--raw-generator", help=RAW_HELP)]
+ArtifactArgument = Annotated[Path, typer.Argument(help="an exported artifact folder")]
+# The options every scoring command takes after its own: name -> (option, default).
+SCORING_OPTIONS = {
+    "protocol": (ProtocolOption, "p0"),
+    "seed": (SeedOption, 0),
+    "data_root": (DataRootOption, None),
+    "json_path": (JsonOption, None),
+    "markdown_path": (MarkdownOption, None),
+    "quiet": (QuietOption, False),
+}
 
 
 @dataclass(frozen=True)
@@ -84,56 +93,20 @@ class Scoring:
         typer.echo(table, nl=False)
 
 
-_SCORING_OPTIONS = [
-    (
-        "protocol",
-        str,
-        "p0",
-        typer.Option(
-            "--protocol",
-            help=f"{' or '.join(PROTOCOLS)}: p0 is Inception, the "
-            "reported protocol; proxy is the MNIST classifier, for monitoring",
-        ),
-    ),
-    (
-        "seed",
-        int,
-        0,
-        typer.Option(
-            "--seed", callback=validated(check_seed, "--seed"), help="sampling seed (recorded with every number)"
-        ),
-    ),
-    ("data_root", Path | None, None, DataRootOption.__metadata__[0]),
-    (
-        "json_path",
-        Path | None,
-        None,
-        typer.Option("--json", show_default=False, help="also write the records as JSON to this file"),
-    ),
-    (
-        "markdown_path",
-        Path | None,
-        None,
-        typer.Option("--markdown", show_default=False, help="also write the Markdown table to this file"),
-    ),
-    ("quiet", bool, False, QuietOption.__metadata__[0]),
-]
-
-
 def scoring_command(name: str, examples: str) -> Callable:
     """Register `function(scoring: Scoring, **own_options)` as a command taking its own options, then the
-    shared ones (`_SCORING_OPTIONS`), with `examples` shown at the end of its --help."""
+    shared ones (`SCORING_OPTIONS`), with `examples` shown at the end of its --help."""
 
     def decorate(function: Callable) -> Callable:
         own = [p for p in inspect.signature(function).parameters.values() if p.name != "scoring"]
         shared = [
-            inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
-            for option, kind, default, info in _SCORING_OPTIONS
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=option)
+            for name, (option, default) in SCORING_OPTIONS.items()
         ]
 
         @functools.wraps(function)
         def command(**values):
-            scoring = Scoring(**{option: values.pop(option) for option, *_ in _SCORING_OPTIONS})
+            scoring = Scoring(**{name: values.pop(name) for name in SCORING_OPTIONS})
             return function(scoring, **values)
 
         command.__signature__ = inspect.Signature([*own, *shared])
@@ -200,6 +173,12 @@ def _parse_numbers(text: str, option: str, rule: Callable | None = None) -> list
     return numbers
 
 
+SCORE_SAMPLES_HELP = "samples to generate [the protocol's 10,000]; of a PNG folder, the first N [all]"
+CLASS_HELP = "conditional models: uniform (equal counts per digit, default) or mnist (MNIST train frequencies)"
+DRS_HELP = "exported artifacts: sample through DRS at this target acceptance rate (0.2 = 20 %)"
+RECORD_HELP = "exported artifacts: add the result to its manifest.json (replacing the same measurement)"
+
+
 @scoring_command(
     "score",
     "eval-gan score artifacts/wgan_gp_cond_mlp --seed 1 --record;  "
@@ -207,60 +186,12 @@ def _parse_numbers(text: str, option: str, rule: Callable | None = None) -> list
 )
 def score_command(
     scoring: Scoring,
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="a run folder (or its checkpoint.safetensors), an exported artifact folder, or a folder of PNGs"
-        ),
-    ],
-    n: Annotated[
-        int | None,
-        typer.Option(
-            "--n",
-            min=1,
-            show_default=False,
-            help="samples to generate (default: "
-            "the protocol's 10,000); for a PNG folder the first N images "
-            "(default: all)",
-        ),
-    ] = None,
-    class_sampling: Annotated[
-        str | None,
-        typer.Option(
-            "--class-sampling",
-            show_default=False,
-            help="conditional models: uniform (equal counts per digit, default) or mnist (MNIST train frequencies)",
-        ),
-    ] = None,
-    drs_rate: Annotated[
-        float | None,
-        typer.Option(
-            "--drs-rate",
-            callback=validated(check_rate, "--drs-rate"),
-            show_default=False,
-            help="exported artifacts: sample through DRS at this target acceptance rate (0.2 = 20 %)",
-        ),
-    ] = None,
-    spread: Annotated[
-        float | None,
-        typer.Option(
-            "--spread",
-            callback=validated(check_spread, "--spread"),
-            show_default=False,
-            help="exported artifacts: scale the latent "
-            "noise eps by this (below 1: truncation, typical digits; above "
-            "1: more varied ones) [the model's default spread]",
-        ),
-    ] = None,
-    record: Annotated[
-        bool,
-        typer.Option(
-            "--record",
-            help="exported artifacts: add the result to the artifact's "
-            "manifest.json (replacing the same protocol/seed/samples/DRS/spread "
-            "measurement)",
-        ),
-    ] = False,
+    source: Annotated[Path, typer.Argument(help="a run folder or its checkpoint, an exported model, a PNG folder")],
+    n: Annotated[int | None, typer.Option("--n", min=1, show_default=False, help=SCORE_SAMPLES_HELP)] = None,
+    class_sampling: Annotated[str | None, typer.Option("--class-sampling", help=CLASS_HELP)] = None,
+    drs_rate: Annotated[float | None, checked_option(check_rate, "--drs-rate", help=DRS_HELP)] = None,
+    spread: Annotated[float | None, checked_option(check_spread, "--spread", help=SPREAD_HELP)] = None,
+    record: Annotated[bool, typer.Option("--record", help=RECORD_HELP)] = False,
 ):
     """Score a run, an exported artifact or a folder of PNGs against MNIST test."""
     if record and not is_artifact(source):
@@ -297,12 +228,9 @@ def sigma_sweep_command(
     run: Annotated[Path, typer.Argument(help="a run folder whose prior is a Gaussian mixture")],
     sigmas: Annotated[
         str, typer.Option("--sigmas", help="comma-separated σ values (the seeds' Figure 1)")
-    ] = "0.15,0.5,1.0",
+    ] = "0.15,0.5,1",
     n: SamplesOption = None,
-    figure: Annotated[
-        Path | None,
-        typer.Option("--figure", show_default=False, help="figure file (default: RUN/plots/sigma_sweep_PROTOCOL.png)"),
-    ] = None,
+    figure: Annotated[Path | None, typer.Option("--figure", help="figure [RUN/plots/sigma_sweep_PROTOCOL.png]")] = None,
     raw_generator: RawGeneratorOption = False,
 ):
     """Quality vs diversity: every mixture component's σ set to each value at sampling time."""
@@ -333,17 +261,15 @@ def class_sampling_command(
     scoring.report("class_sampling", class_sampling_study(sample_with, evaluator), evaluator)
 
 
+KEEPS = (0.9, 0.8)  # the shares each rejection rule keeps, by default
+
+
 @scoring_command("rejection-study", "eval-gan rejection-study artifacts/wgan_gp_cond_mlp --keep 0.9 --keep 0.8")
 def rejection_study_command(
     scoring: Scoring,
-    artifact: Annotated[Path, typer.Argument(help="an exported artifact folder")],
-    keeps: Annotated[
-        list[float],
-        typer.Option("--keep", help="share of the samples kept by each rule (repeat the option for several)"),
-    ] = [0.9, 0.8],  # noqa: B006 (Typer's default)
-    n: Annotated[
-        int, typer.Option("--n", min=1, help="samples generated; each rule keeps a share of the same ones")
-    ] = 3000,
+    artifact: ArtifactArgument,
+    keeps: Annotated[list[float], typer.Option("--keep", help="share kept by each rule (repeat for several)")] = KEEPS,
+    n: Annotated[int, typer.Option("--n", min=1, help="samples; each rule keeps a share of the same ones")] = 3000,
 ):
     """Which samples should rejection drop? Random vs realism score vs critic logit, at equal counts.
 
@@ -357,30 +283,17 @@ def rejection_study_command(
     )
 
 
+TUNE_SAMPLES_HELP = "samples per spread [as many as the held-out images: P and R at equal sizes]"
+WRITE_HELP = "store the chosen spread in the manifest: the runtime, demo and eval-gan then sample at it"
+
+
 @scoring_command("tune-spread", "eval-gan tune-spread artifacts/wgan_gp_cond_mlp --spreads 0.9,1,1.1 --write")
 def tune_spread_command(
     scoring: Scoring,
-    artifact: Annotated[Path, typer.Argument(help="an exported artifact folder")],
-    spreads: Annotated[
-        str, typer.Option("--spreads", help="comma-separated latent spreads to try")
-    ] = "0.9,0.95,1,1.05,1.1",
-    n: Annotated[
-        int,
-        typer.Option(
-            "--n",
-            min=1,
-            help="samples per spread (default: as many as the held-out "
-            "images, so that precision and recall are measured at equal sizes)",
-        ),
-    ] = HOLDOUT_IMAGES,
-    write: Annotated[
-        bool,
-        typer.Option(
-            "--write",
-            help="store the chosen spread in the manifest: the runtime, the "
-            "demo and `eval-gan score` then sample at it by default",
-        ),
-    ] = False,
+    artifact: ArtifactArgument,
+    spreads: Annotated[str, typer.Option("--spreads", help="comma-separated latent spreads")] = "0.9,0.95,1,1.05,1.1",
+    n: Annotated[int, typer.Option("--n", min=1, help=TUNE_SAMPLES_HELP)] = HOLDOUT_IMAGES,
+    write: Annotated[bool, typer.Option("--write", help=WRITE_HELP)] = False,
 ):
     """Choose a model's default latent spread: the spread with the highest min(precision, recall) at k=3,
     scored against MNIST train's held-out tail (the models never trained on it), so that the test set,
@@ -422,14 +335,9 @@ def tune_spread_command(
 
 @app.command("train-classifier", epilog="Examples: eval-gan train-classifier --epochs 5 --seed 0")
 def train_classifier_command(
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", show_default=False, help="output folder (default: artifacts/mnist_classifier)"),
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output folder [artifacts/mnist_classifier]")] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="passes over the 60,000 MNIST train images")] = 5,
-    seed: Annotated[
-        int, typer.Option("--seed", callback=validated(check_seed, "--seed"), help="initialisation and shuffling seed")
-    ] = 0,
+    seed: Annotated[int, checked_option(check_seed, "--seed", help="initialisation and shuffling seed")] = 0,
     data_root: DataRootOption = None,
     quiet: QuietOption = False,
 ):
@@ -447,18 +355,15 @@ def train_classifier_command(
     typer.echo(json.dumps({"out": str(out), "test_accuracy": manifest["test_accuracy"], "files": manifest["files"]}))
 
 
+ARTIFACTS, README, GRIDS = Path("artifacts"), Path("README.md"), Path("docs/results")
+
+
 @app.command("results", epilog="Examples: eval-gan results;  eval-gan results --check")
 def results_command(
-    artifacts: Annotated[Path, typer.Option("--artifacts", help="the shipped models (and p0_floor.json)")] = Path(
-        "artifacts"
-    ),
-    readme: Annotated[Path, typer.Option("--readme", help="file holding the results markers")] = Path("README.md"),
-    grids: Annotated[Path, typer.Option("--grids", help="folder for one sample grid PNG per model")] = Path(
-        "docs/results"
-    ),
-    check: Annotated[
-        bool, typer.Option("--check", help="write nothing; exit 1 if the README differs from the manifests")
-    ] = False,
+    artifacts: Annotated[Path, typer.Option("--artifacts", help="the shipped models and p0_floor.json")] = ARTIFACTS,
+    readme: Annotated[Path, typer.Option("--readme", help="file holding the results markers")] = README,
+    grids: Annotated[Path, typer.Option("--grids", help="folder for one sample grid PNG per model")] = GRIDS,
+    check: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if the README differs")] = False,
 ):
     """Regenerate the README's results table (P0 and proxy, plain and DRS 20 %) from the artifacts' manifests."""
     section = results_markdown(artifacts, grids, readme.parent)

@@ -20,7 +20,7 @@ from .artifact import export_run
 from .drs import MIN_BURN_IN
 from .manifest import read_evaluation
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 class GraphFormat(StrEnum):

@@ -16,7 +16,7 @@ import numpy as np
 import typer
 from PIL import Image, UnidentifiedImageError
 
-from common.cli import run_app, validated
+from common.cli import checked_option, run_app
 from common.errors import UserError
 from common.files import atomic_write_bytes
 from common.images import grid_png, png_bytes
@@ -26,7 +26,7 @@ from common.validation import check_count, check_digit, check_rate, check_seed, 
 from .model import DEFAULT_BATCH_SIZE, GanModel
 from .registry import ARTIFACTS_ENV, artifacts_root, best_model, locate, runnable, shipped_models
 
-app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+app = typer.Typer(add_completion=False, rich_markup_mode=None, help=__doc__, no_args_is_help=True)
 
 
 class Device(StrEnum):
@@ -39,6 +39,12 @@ class Device(StrEnum):
 MAX_IMAGES = 1_000_000
 MODEL_HELP = f"model name under artifacts/ (${ARTIFACTS_ENV}) or a model folder; default: the best shipped"
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)]
+DIGIT_HELP = "digit 0..9 (conditional models; score: default the digit each image scores best as)"
+DigitOption = Annotated[int | None, checked_option(check_digit, "--digit", "-d", show_default=False, help=DIGIT_HELP)]
+DRS_HELP = "discriminator rejection sampling: target acceptance rate in (0, 1], e.g. 0.2"
+SPREAD_HELP = "noise scale: < 1 typical digits, > 1 more varied ones [the model's default, else 1]"
+BATCH_HELP = "images per graph run (DRS proposal round)"
+BOUND_HELP = "DRS gives up past this many proposals [10 x N / RATE]"
 DeviceOption = Annotated[Device, typer.Option("--device", help="onnxruntime provider: CUDA when available")]
 
 
@@ -93,70 +99,23 @@ def _write_png_folder(folder: Path, images: np.ndarray) -> None:
 )
 def sample(
     model: ModelOption = None,
-    digit: Annotated[
-        int | None,
-        typer.Option(
-            "--digit",
-            "-d",
-            callback=validated(check_digit, "--digit"),
-            show_default=False,
-            help="digit 0..9 (conditional models)",
-        ),
-    ] = None,
-    n: Annotated[
-        int, typer.Option("--n", "-n", callback=validated(check_images, "--n"), help="number of images")
-    ] = 100,
-    drs: Annotated[
-        float | None,
-        typer.Option(
-            "--drs",
-            callback=validated(check_rate, "--drs"),
-            show_default=False,
-            help="discriminator rejection sampling: target acceptance rate in (0, 1], e.g. 0.2",
-        ),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(
-            "--seed", "-s", callback=validated(check_seed, "--seed"), help="noise seed (same seed, same images)"
-        ),
-    ] = 0,
+    digit: DigitOption = None,
+    n: Annotated[int, checked_option(check_images, "--n", "-n", help="number of images")] = 100,
+    drs: Annotated[float | None, checked_option(check_rate, "--drs", show_default=False, help=DRS_HELP)] = None,
+    seed: Annotated[int, checked_option(check_seed, "--seed", "-s", help="noise seed (same seed, same images)")] = 0,
     spread: Annotated[
-        float | None,
-        typer.Option(
-            "--spread",
-            callback=validated(check_spread, "--spread"),
-            show_default=False,
-            help="noise scale: < 1 typical digits, > 1 "
-            "more varied ones [the model's default: its manifest's "
-            "sampling.spread, else 1]",
-        ),
+        float | None, checked_option(check_spread, "--spread", show_default=False, help=SPREAD_HELP)
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False, help="grid PNG [grid.png]")] = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", show_default=False, help="folder for one PNG per image")
+        Path | None, typer.Option("--out-dir", show_default=False, help="folder, one PNG per image")
     ] = None,
     npy: Annotated[
         Path | None, typer.Option("--npy", show_default=False, help="uint8 array [N, 28, 28] (.npy)")
     ] = None,
     device: DeviceOption = Device.auto,
-    batch_size: Annotated[
-        int,
-        typer.Option(
-            "--batch-size",
-            callback=validated(check_count, "--batch-size"),
-            help="images per graph run (DRS proposal round)",
-        ),
-    ] = DEFAULT_BATCH_SIZE,
-    max_proposals: Annotated[
-        int | None,
-        typer.Option(
-            "--max-proposals",
-            show_default=False,
-            callback=validated(check_count, "--max-proposals"),
-            help="DRS gives up past this many proposals [10 x N / RATE]",
-        ),
-    ] = None,
+    batch_size: Annotated[int, checked_option(check_count, "--batch-size", help=BATCH_HELP)] = DEFAULT_BATCH_SIZE,
+    max_proposals: Annotated[int | None, checked_option(check_count, "--max-proposals", help=BOUND_HELP)] = None,
 ) -> None:
     """Generate digits: a grid PNG (default grid.png), one PNG per image, or a .npy array."""
     chosen = [flag for flag, value in (("--out", out), ("--out-dir", out_dir), ("--npy", npy)) if value is not None]
@@ -219,22 +178,8 @@ def _read_image(path: Path) -> np.ndarray:
 def score(
     images: Annotated[list[Path], typer.Argument(help="28x28 greyscale images (white digit on black, as MNIST)")],
     model: ModelOption = None,
-    digit: Annotated[
-        int | None,
-        typer.Option(
-            "--digit",
-            "-d",
-            callback=validated(check_digit, "--digit"),
-            show_default=False,
-            help="score as this digit (conditional models); default: the best digit",
-        ),
-    ] = None,
-    drs: Annotated[
-        float,
-        typer.Option(
-            "--drs", callback=validated(check_rate, "--drs"), help="DRS target rate for the acceptance probability"
-        ),
-    ] = 0.2,
+    digit: DigitOption = None,
+    drs: Annotated[float, checked_option(check_rate, "--drs", help="DRS target rate of the acceptance column")] = 0.2,
     device: DeviceOption = Device.auto,
 ) -> None:
     """Calibrated realness (probability of a real MNIST digit) and DRS acceptance per image."""

@@ -115,11 +115,7 @@ class GanModel:
     @property
     def num_components(self) -> int:
         """Mixture components an unconditional mixture prior draws from (0 otherwise)."""
-        return 0 if self.conditional else self.manifest.num_labels
-
-    @property
-    def latent_dim(self) -> int:
-        return self.manifest.latent_dim
+        return 0 if self.conditional else self.manifest.prior.num_labels
 
     @property
     def default_spread(self) -> float:
@@ -156,7 +152,7 @@ class GanModel:
         self._check_label_choice(digit, component)
         rng = np.random.default_rng(seed)
         if rate == 1.0:
-            eps = rng.standard_normal((n, self.latent_dim), dtype=np.float32)
+            eps = rng.standard_normal((n, self.manifest.latent_dim), dtype=np.float32)
             eps *= np.float32(spread)
             labels = self._draw_labels(rng, n, digit, component)
             images, logits, _ = self._generate_batches(eps, labels, batch_size)
@@ -180,7 +176,7 @@ class GanModel:
                     "raise the bound (--max-proposals) or the rate"
                 )
             size = min(batch_size, bound - proposals)
-            eps = rng.standard_normal((size, self.latent_dim), dtype=np.float32)
+            eps = rng.standard_normal((size, self.manifest.latent_dim), dtype=np.float32)
             eps *= np.float32(spread)
             labels = self._draw_labels(rng, size, digit, component)
             uniform = rng.random(size)
@@ -247,7 +243,9 @@ class GanModel:
         if self.conditional:
             return rng.integers(0, NUM_DIGITS, size=n, dtype=np.int64)
         if self.num_components:
-            return rng.choice(self.num_components, size=n, p=np.asarray(self.manifest.label_weights)).astype(np.int64)
+            return rng.choice(self.num_components, size=n, p=np.asarray(self.manifest.prior.label_weights)).astype(
+                np.int64
+            )
         return np.zeros(n, dtype=np.int64)
 
     def _generate_batches(self, eps: np.ndarray, labels: np.ndarray, batch_size: int):

@@ -18,7 +18,7 @@ from common.mnist import DATA_ROOT_ENV, resolve_data_root
 from .config import FIELDS, TrainConfig, load_run_config, resolve, resolve_config_file
 from .presets import PRESETS
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer.Typer(add_completion=False, rich_markup_mode=None, help=__doc__)
 TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 # Options that may change when a run is resumed: they do not alter what has been trained so far
 # (Trainer.load refuses a learning-rate schedule changed after its decay began).
