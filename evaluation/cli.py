@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from common.cli import checked_option, run_app
+from common.files import check_output_file
 from common.manifest import record_sampling, sampling_label
 from common.mnist import DATA_ROOT_ENV, HOLDOUT_IMAGES, load_mnist_uint8, resolve_data_root
 from common.validation import check_rate, check_seed, check_spread
@@ -50,8 +51,11 @@ SPREAD_HELP = "exported artifacts: scale the latent noise by this (< 1 typical d
 ProtocolOption = Annotated[str, typer.Option("--protocol", help=PROTOCOL_HELP)]
 SeedOption = Annotated[int, checked_option(check_seed, "--seed", help="sampling seed (recorded with every number)")]
 DataRootOption = Annotated[Path | None, typer.Option("--data-root", show_default=False, help=DATA_ROOT_HELP)]
-JsonOption = Annotated[Path | None, typer.Option("--json", show_default=False, help="also write the records as JSON")]
-MarkdownOption = Annotated[Path | None, typer.Option("--markdown", show_default=False, help="also write the table")]
+JSON_FILE = functools.partial(check_output_file, suffix=".json")
+MARKDOWN_FILE = functools.partial(check_output_file, suffix=".md")
+PNG_FILE = functools.partial(check_output_file, suffix=".png")
+JsonOption = Annotated[Path | None, checked_option(JSON_FILE, "--json", help="also write the records as JSON")]
+MarkdownOption = Annotated[Path | None, checked_option(MARKDOWN_FILE, "--markdown", help="also write the table")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
 SamplesOption = Annotated[int | None, typer.Option("--n", min=1, show_default=False, help="samples [the protocol's]")]
 RawGeneratorOption = Annotated[bool, typer.Option("--raw-generator", help=RAW_HELP)]
@@ -230,7 +234,9 @@ def sigma_sweep_command(
         str, typer.Option("--sigmas", help="comma-separated σ values (the seeds' Figure 1)")
     ] = "0.15,0.5,1",
     n: SamplesOption = None,
-    figure: Annotated[Path | None, typer.Option("--figure", help="figure [RUN/plots/sigma_sweep_PROTOCOL.png]")] = None,
+    figure: Annotated[
+        Path | None, checked_option(PNG_FILE, "--figure", help="figure [RUN/plots/sigma_sweep_P.png]")
+    ] = None,
     raw_generator: RawGeneratorOption = False,
 ):
     """Quality vs diversity: every mixture component's σ set to each value at sampling time."""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from common.files import atomic_write_text
 
-from . import EvaluationError
 from .protocols import PROTOCOLS, REFERENCE_SET, Protocol
 
 Column = tuple[str, Callable[[dict], object]]
@@ -88,9 +87,5 @@ def write_outputs(
     """Write the requested files, each atomically; nothing is written before the scores exist."""
     document = json.dumps({"study": study, "records": records, "floor": floor}, indent=2) + "\n"
     for path, text in ((json_path, document), (markdown_path, table)):
-        if path is None:
-            continue
-        try:
+        if path is not None:
             atomic_write_text(path, text)
-        except OSError as error:
-            raise EvaluationError(f"cannot write {path}: {error.strerror}") from None

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from common.files import staged_folder
 from common.manifest import MANIFEST_NAME, Manifest, sha256_hex
 from common.mnist import load_holdout_set, load_mnist_uint8
 from training.run import load_trained
@@ -71,24 +70,12 @@ def export_run(
 
 
 def write_artifact(out: Path, files: dict[str, bytes], manifest: Manifest, force: bool) -> None:
-    """Build the folder beside `out` and rename it into place, so `out` is never half-written."""
+    """Write the folder whole or not at all (common.files.staged_folder), replacing it only with `force`."""
     check_output_folder(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; an artifact folder is for everyone to read
-    try:
+    with staged_folder(out, replace=force) as staging:
         for name, data in {**files, MANIFEST_NAME: manifest.to_text().encode()}.items():
             with open(staging / name, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-        if out.exists():  # --force: swap the old folder out, then delete it
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, retired / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from common.cli import checked_option, run_app
 from common.errors import UserError
-from common.files import atomic_write_bytes
+from common.files import atomic_write_bytes, check_output_file, check_output_folder, staged_folder
 from common.images import grid_png, png_bytes
 from common.manifest import DEFAULT_SPREAD, read_manifest
 from common.validation import check_count, check_digit, check_rate, check_seed, check_spread
@@ -44,6 +42,12 @@ DigitOption = Annotated[int | None, checked_option(check_digit, "--digit", "-d",
 DRS_HELP = "discriminator rejection sampling: target acceptance rate in (0, 1], e.g. 0.2"
 SPREAD_HELP = "noise scale: < 1 typical digits, > 1 more varied ones [the model's default, else 1]"
 BATCH_HELP = "images per graph run (DRS proposal round)"
+DEFAULT_GRID = Path("grid.png")
+OUT_HELP = f"grid PNG [{DEFAULT_GRID}]"
+OUT_DIR_HELP = "new (or empty) folder for one PNG per image"
+NPY_HELP = "uint8 array [N, 28, 28] (.npy)"
+PNG_FILE = functools.partial(check_output_file, suffix=".png")
+NPY_FILE = functools.partial(check_output_file, suffix=".npy")
 BOUND_HELP = "DRS gives up past this many proposals [10 x N / RATE]"
 DeviceOption = Annotated[Device, typer.Option("--device", help="onnxruntime provider: CUDA when available")]
 
@@ -69,28 +73,12 @@ def _require_digit_support(model: GanModel, digit: int | None) -> None:
         )
 
 
-def _check_output_file(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise UserError(f"output folder {path.parent} does not exist")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder, not a file")
-
-
 def _write_png_folder(folder: Path, images: np.ndarray) -> None:
-    """One PNG per image, NNNNN.png, into a new (or empty) folder; staged beside it, then renamed
-    into place, so a failure leaves no partial set behind."""
+    """One PNG per image, NNNNN.png, into a new (or empty) folder, which appears whole or not at all."""
     width = max(5, len(str(len(images) - 1)))
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         for index, image in enumerate(images):
             (staging / f"{index:0{width}d}.png").write_bytes(png_bytes(image))
-        staging.chmod(0o755)  # mkdtemp makes it private
-        if folder.exists():
-            folder.rmdir()  # empty, checked before generating
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 @app.command(
@@ -106,13 +94,9 @@ def sample(
     spread: Annotated[
         float | None, checked_option(check_spread, "--spread", show_default=False, help=SPREAD_HELP)
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False, help="grid PNG [grid.png]")] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", show_default=False, help="folder, one PNG per image")
-    ] = None,
-    npy: Annotated[
-        Path | None, typer.Option("--npy", show_default=False, help="uint8 array [N, 28, 28] (.npy)")
-    ] = None,
+    out: Annotated[Path | None, checked_option(PNG_FILE, "--out", "-o", show_default=False, help=OUT_HELP)] = None,
+    out_dir: Annotated[Path | None, checked_option(check_output_folder, "--out-dir", help=OUT_DIR_HELP)] = None,
+    npy: Annotated[Path | None, checked_option(NPY_FILE, "--npy", show_default=False, help=NPY_HELP)] = None,
     device: DeviceOption = Device.auto,
     batch_size: Annotated[int, checked_option(check_count, "--batch-size", help=BATCH_HELP)] = DEFAULT_BATCH_SIZE,
     max_proposals: Annotated[int | None, checked_option(check_count, "--max-proposals", help=BOUND_HELP)] = None,
@@ -121,17 +105,7 @@ def sample(
     chosen = [flag for flag, value in (("--out", out), ("--out-dir", out_dir), ("--npy", npy)) if value is not None]
     if len(chosen) > 1:
         raise UserError(f"choose one output: {' or '.join(chosen)}")
-    if out_dir is not None:
-        if not out_dir.parent.is_dir():
-            raise UserError(f"output folder {out_dir.parent} does not exist")
-        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-            raise UserError(
-                f"{out_dir} exists and is not an empty folder; choose a new one "
-                "(mixing two runs' images would corrupt the set)"
-            )
-    file_target = npy if npy is not None else out if out is not None else Path("grid.png")
-    if out_dir is None:
-        _check_output_file(file_target)
+    grid_file = out if out is not None or chosen else PNG_FILE(DEFAULT_GRID, "--out")  # checked before the work
 
     gan = _open_model(model, device)
     _require_digit_support(gan, digit)
@@ -147,9 +121,9 @@ def sample(
         np.save(buffer, images)
         atomic_write_bytes(npy, buffer.getbuffer())  # a view: no second copy of the array
         target = str(npy)
-    else:
-        atomic_write_bytes(file_target, grid_png(images, rows=max(1, math.isqrt(n))))
-        target = str(file_target)
+    elif grid_file is not None:
+        atomic_write_bytes(grid_file, grid_png(images, rows=max(1, math.isqrt(n))))
+        target = str(grid_file)
     what = f"digit {digit}" if digit is not None else "digits drawn uniformly" if gan.conditional else "unconditional"
     typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed}, spread {spread:g})")
     if drs is not None:

@@ -12,7 +12,7 @@ import typer
 
 from common.cli import run_app
 from common.errors import UserError
-from common.files import atomic_write_text, remove_unfinished_writes
+from common.files import OutputError, atomic_write_text, remove_unfinished_writes
 from common.mnist import DATA_ROOT_ENV, resolve_data_root
 
 from .config import FIELDS, TrainConfig, load_run_config, resolve, resolve_config_file
@@ -97,11 +97,11 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
     except TrainingError as error:
         typer.echo(f"train-gan: error: {error}", err=True)
         return 1
-    except OSError as error:  # disk full, file size limit, folder made read-only while training
-        where = error.filename or run_dir
+    except (OSError, OutputError) as error:  # disk full, file size limit, folder made read-only while training
+        cause = error if isinstance(error, OutputError) else f"cannot write to {error.filename or run_dir} ({error})"
         raise UserError(
-            f"cannot write to {where} ({error.strerror or error}); training stopped, the last "
-            f"checkpoint written is intact: continue with train-gan --resume {run_dir}"
+            f"{cause}; training stopped, the last checkpoint written is intact: continue with train-gan --resume "
+            f"{run_dir}"
         ) from None
     typer.echo(json.dumps({"run_dir": str(run_dir), **record}))
     return 0
