@@ -32,6 +32,11 @@ def run_app(app: typer.Typer, prog: str) -> None:
     sys.exit(result if isinstance(result, int) else 0)
 
 
+def shows_progress(quiet: bool) -> bool:
+    """Progress bars go to a person: not with --quiet, and not when stderr is a file or a pipe (logs, CI)."""
+    return not quiet and sys.stderr.isatty()
+
+
 def checked_option(rule: Callable[..., Any], flag: str, *names: str, **settings: Any) -> Any:
     """A Typer option whose value passes `rule` (one of common.validation's) before the command runs."""
     return typer.Option(flag, *names, callback=validated(rule, flag), **settings)

@@ -48,10 +48,11 @@ ARTIFACTS_ENV = "GAN_ARTIFACTS"
 
 
 def artifacts_root() -> Path:
-    """$GAN_ARTIFACTS, else the repository's artifacts/ folder."""
+    """The user's models folder: $GAN_ARTIFACTS, else ./artifacts of the working directory (in a checkout of the
+    project, the shipped models). `export-gan` writes there by default; the runtime searches it first."""
     if os.environ.get(ARTIFACTS_ENV):
         return Path(os.environ[ARTIFACTS_ENV])
-    return Path(__file__).resolve().parents[1] / "artifacts"
+    return Path("artifacts")
 
 
 class ArtifactError(UserError):

@@ -15,11 +15,11 @@ from PIL import Image
 
 from common.errors import UserError
 from common.images import grid_png
-from common.manifest import ARTIFACTS_ENV, P0_PROTOCOL, ArtifactError, Manifest, artifacts_root, sampling_label
+from common.manifest import ARTIFACTS_ENV, P0_PROTOCOL, ArtifactError, Manifest, sampling_label
 from common.validation import check_count, check_digit, check_rate, check_rate_or_off, check_seed, check_spread
 from runtime.classifier import CLASSIFIER_FOLDER, DigitClassifier
 from runtime.model import NUM_DIGITS, GanModel, ProposalLimitReached
-from runtime.registry import best_model, runnable, shipped_models
+from runtime.registry import best_model, default_root, runnable, shipped_models
 
 MAX_SAMPLES = 256
 # DRS draws proposals until enough are accepted; this bounds the work one request can ask for
@@ -86,7 +86,7 @@ class DemoModels:
     """The models in an artifacts folder, ready to generate and score (sessions open on first use)."""
 
     def __init__(self, root: Path | None = None, device: str = "auto"):
-        self.root = artifacts_root() if root is None else Path(root)
+        self.root = default_root() if root is None else Path(root)
         if not self.root.is_dir():
             raise ArtifactError(f"artifacts folder {self.root} does not exist (set --artifacts or ${ARTIFACTS_ENV})")
         shipped = shipped_models(self.root)

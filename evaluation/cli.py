@@ -17,17 +17,18 @@ from typing import Annotated
 
 import typer
 
-from common.cli import checked_option, run_app
+from common.cli import checked_option, run_app, shows_progress
 from common.files import check_output_file
-from common.manifest import record_sampling, sampling_label
+from common.manifest import artifacts_root, record_sampling, sampling_label
 from common.mnist import DATA_ROOT_ENV, HOLDOUT_IMAGES, load_mnist_uint8, resolve_data_root
 from common.validation import check_rate, check_seed, check_spread
+from runtime.classifier import CLASSIFIER_FOLDER
 from training.sampling import class_samplers, load_generator, run_dir_of, sample_run, sigma_samplers
 
 from . import EvaluationError
 from .figures import plot_sigma_sweep
 from .protocols import PROTOCOLS
-from .proxy_classifier import CLASSIFIER_DIR, train_classifier
+from .proxy_classifier import train_classifier
 from .records import record_evaluation, set_default_spread
 from .report import markdown, write_outputs
 from .results import results_markdown, update_readme, write_grids
@@ -56,7 +57,7 @@ MARKDOWN_FILE = functools.partial(check_output_file, suffix=".md")
 PNG_FILE = functools.partial(check_output_file, suffix=".png")
 JsonOption = Annotated[Path | None, checked_option(JSON_FILE, "--json", help="also write the records as JSON")]
 MarkdownOption = Annotated[Path | None, checked_option(MARKDOWN_FILE, "--markdown", help="also write the table")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars (none either when not a terminal)")]
 SamplesOption = Annotated[int | None, typer.Option("--n", min=1, show_default=False, help="samples [the protocol's]")]
 RawGeneratorOption = Annotated[bool, typer.Option("--raw-generator", help=RAW_HELP)]
 ArtifactArgument = Annotated[Path, typer.Argument(help="an exported artifact folder")]
@@ -87,7 +88,7 @@ class Scoring:
         return resolve_data_root(self.data_root)
 
     def evaluator(self, holdout: bool = False) -> Evaluator:
-        return Evaluator(self.protocol, self.root, progress=not self.quiet, holdout=holdout)
+        return Evaluator(self.protocol, self.root, progress=shows_progress(self.quiet), holdout=holdout)
 
     def report(self, study: str, records: list[dict], evaluator: Evaluator, **label) -> None:
         """Print the Markdown table (the protocol's floor under it) and write the requested files."""
@@ -208,7 +209,7 @@ def score_command(
         class_sampling,
         scoring.root,
         evaluator.protocol.samples,
-        progress=not scoring.quiet,
+        progress=shows_progress(scoring.quiet),
         drs_rate=drs_rate,
         spread=spread,
     )
@@ -244,7 +245,13 @@ def sigma_sweep_command(
     generator = load_generator(run, raw_generator)
     evaluator = scoring.evaluator()
     samplers = sigma_samplers(
-        generator, str(run), values, evaluator.sample_count(n), scoring.seed, scoring.root, not scoring.quiet
+        generator,
+        str(run),
+        values,
+        evaluator.sample_count(n),
+        scoring.seed,
+        scoring.root,
+        shows_progress(scoring.quiet),
     )
     records, strips = sigma_sweep(samplers, evaluator)
     plot_sigma_sweep(records, strips, figure or run / "plots" / f"sigma_sweep_{scoring.protocol}.png")
@@ -262,7 +269,7 @@ def class_sampling_command(
     generator = load_generator(run, raw_generator)
     evaluator = scoring.evaluator()
     sample_with = class_samplers(
-        generator, str(run), evaluator.sample_count(n), scoring.seed, scoring.root, not scoring.quiet
+        generator, str(run), evaluator.sample_count(n), scoring.seed, scoring.root, shows_progress(scoring.quiet)
     )
     scoring.report("class_sampling", class_sampling_study(sample_with, evaluator), evaluator)
 
@@ -349,14 +356,14 @@ def train_classifier_command(
 ):
     """Train the proxy's MNIST classifier on MNIST train, check >= 99% on MNIST test, write weights, ONNX, manifest."""
     root = resolve_data_root(data_root)
-    out = out or CLASSIFIER_DIR
+    out = out or artifacts_root() / CLASSIFIER_FOLDER
     manifest = train_classifier(
         load_mnist_uint8(root, train=True),
         load_mnist_uint8(root, train=False),
         out,
         epochs=epochs,
         seed=seed,
-        progress=not quiet,
+        progress=shows_progress(quiet),
     )
     typer.echo(json.dumps({"out": str(out), "test_accuracy": manifest["test_accuracy"], "files": manifest["files"]}))
 

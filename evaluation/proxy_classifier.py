@@ -22,10 +22,11 @@ from torch import nn
 from tqdm import tqdm
 
 from common.files import atomic_write_bytes, atomic_write_text
+from common.manifest import ArtifactError
+from runtime.registry import locate_classifier
 
 from . import EvaluationError
 
-CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "mnist_classifier"
 WEIGHTS_NAME = "classifier.safetensors"
 ONNX_NAME = "classifier.onnx"
 MANIFEST_NAME = "manifest.json"
@@ -85,8 +86,20 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_classifier(directory: Path = CLASSIFIER_DIR) -> tuple[MnistClassifier, dict]:
+def classifier_dir() -> Path:
+    """Where the classifier is: found like the models ($GAN_ARTIFACTS or ./artifacts, then the embedded one)."""
+    try:
+        return locate_classifier()
+    except ArtifactError:
+        raise EvaluationError(
+            "the proxy classifier (mnist_classifier/) is not on the model search path; train it with: "
+            "eval-gan train-classifier"
+        ) from None
+
+
+def load_classifier(directory: Path | None = None) -> tuple[MnistClassifier, dict]:
     """The shipped classifier in eval mode and its manifest; the weights' sha256 is checked."""
+    directory = classifier_dir() if directory is None else directory
     try:
         manifest = json.loads((directory / MANIFEST_NAME).read_text())
         raw = (directory / WEIGHTS_NAME).read_bytes()

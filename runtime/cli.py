@@ -22,7 +22,7 @@ from common.manifest import DEFAULT_SPREAD, read_manifest
 from common.validation import check_count, check_digit, check_rate, check_seed, check_spread
 
 from .model import DEFAULT_BATCH_SIZE, GanModel
-from .registry import ARTIFACTS_ENV, artifacts_root, best_model, locate, runnable, shipped_models
+from .registry import ARTIFACTS_ENV, default_model, found_models, locate, runnable
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, help=__doc__, no_args_is_help=True)
 
@@ -66,10 +66,10 @@ def _open_model(model: str | None, device: Device) -> GanModel:
 
 def _require_digit_support(model: GanModel, digit: int | None) -> None:
     if digit is not None and not model.conditional:
-        takers = [m.name for m in runnable(shipped_models()) if m.readable.conditional]
+        takers = sorted({m.name for m in runnable(found_models()) if m.readable.conditional})
         raise UserError(
             f"model {model.name} is unconditional ({model.manifest.summary()}): it takes no --digit; "
-            f"models that take --digit: {', '.join(takers) if takers else f'none in {artifacts_root()}'}"
+            f"models that take --digit: {', '.join(takers) or 'none found'}"
         )
 
 
@@ -173,26 +173,31 @@ def score(
 
 @app.command(name="list", epilog="Example: gan-runtime list")
 def list_models() -> None:
-    """The shipped models (* = the default)."""
-    models = shipped_models()
+    """The models gan-runtime finds, in search order ($GAN_ARTIFACTS or ./artifacts, then the embedded ones),
+    each with where it comes from; * marks the default. A name finds its first model; later ones are hidden."""
+    models = found_models()
     if not models:
-        typer.echo(f"no models in {artifacts_root()} (export one with `export-gan RUN_DIR`)")
+        typer.echo("no models found (export one with `export-gan RUN_DIR`)")
         return
-    default = best_model(models)[0].name if runnable(models) else None
+    default = default_model()[0] if runnable(models) else None
     width = max(len(m.name) for m in models)
+    seen: set[str] = set()
     for entry in models:
-        mark = "*" if entry.name == default else " "
+        mark = "*" if default is not None and entry.folder == default.folder else " "
+        origin = f"{entry.source}, {'shipped' if entry.shipped else 'not shipped: an export'}"
+        if entry.name in seen:
+            origin += ", hidden by the one above"
+        seen.add(entry.name)
         if entry.manifest is None:
-            typer.echo(f"{mark} {entry.name:<{width}}  unreadable: {entry.problem}")
+            typer.echo(f"{mark} {entry.name:<{width}}  unreadable: {entry.problem} [{origin}]")
             continue
         fid = entry.manifest.p0_fid()
         spread = entry.manifest.default_spread
         quality = (f"P0 FID {fid:.2f}" if fid is not None else "no P0 FID") + (
             f" (default spread {spread:g})" if spread != DEFAULT_SPREAD else ""
         )
-        typer.echo(
-            f"{mark} {entry.name:<{width}}  {entry.manifest.summary()}, {entry.manifest.graph_format}, {quality}"
-        )
+        summary = f"{entry.manifest.summary()}, {entry.manifest.graph_format}, {quality}"
+        typer.echo(f"{mark} {entry.name:<{width}}  {summary} [{origin}]")
 
 
 @app.command(epilog="Examples: gan-runtime info;  gan-runtime info wgan_gp_cond_mlp")

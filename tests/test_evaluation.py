@@ -23,9 +23,9 @@ from evaluation.fid import frechet_distance, gaussian_stats
 from evaluation.prdc import neighbour_radii, precision_recall, realism_scores
 from evaluation.protocols import PROTOCOLS, Protocol
 from evaluation.proxy_classifier import (
-    CLASSIFIER_DIR,
     ONNX_NAME,
     classification_accuracy,
+    classifier_dir,
     classify,
     load_classifier,
 )
@@ -195,13 +195,13 @@ def test_shipped_classifier_scores_99_percent_on_mnist_test(classifier, data_roo
     accuracy = classification_accuracy(model, images, labels)
     assert accuracy >= 0.99
     assert accuracy == pytest.approx(manifest["test_accuracy"], abs=1e-9)
-    assert manifest["test_images"] == 10_000 and (CLASSIFIER_DIR / "classifier.safetensors").stat().st_size < 400_000
+    assert manifest["test_images"] == 10_000 and (classifier_dir() / "classifier.safetensors").stat().st_size < 400_000
 
 
 def test_onnx_export_matches_the_torch_classifier(classifier, data_root):
     model, _ = classifier
     images = load_mnist_uint8(data_root, train=False)[0][:64]
-    session = ort.InferenceSession(str(CLASSIFIER_DIR / ONNX_NAME), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(classifier_dir() / ONNX_NAME), providers=["CPUExecutionProvider"])
     logits, features = session.run(["logits", "features"], {"images": (images[:, None] / 255.0).astype(np.float32)})
     torch_features, torch_digits = classify(model, images)
     assert np.array_equal(logits.argmax(axis=1), torch_digits)
