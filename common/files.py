@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -56,11 +57,15 @@ def check_output_file(path: Path, what: str = "output", suffix: str | None = Non
     if target.exists() and not target.is_file():
         kind = "a folder" if target.is_dir() else "not a regular file (a device, FIFO or socket)"
         raise OutputError(f"{what} {path} is {kind}; give the path of a file to write")
-    if not target.parent.is_dir():
-        raise OutputError(f"{what} {path}: folder {target.parent} does not exist")
-    if not os.access(target.parent, os.W_OK):
-        raise OutputError(f"{what} {path}: folder {target.parent} is not writable")
+    _check_parent(path, target, what)
     return target
+
+
+def _check_parent(path: Path, target: Path, what: str) -> None:
+    if not target.parent.is_dir():
+        raise OutputError(f"{what} {path}: output folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK):
+        raise OutputError(f"{what} {path}: output folder {target.parent} is not writable ({os.strerror(errno.EACCES)})")
 
 
 def check_output_folder(path: Path, what: str = "output folder") -> Path:
@@ -72,10 +77,7 @@ def check_output_folder(path: Path, what: str = "output folder") -> Path:
             f"{what} {path} exists and is not an empty folder; choose a new one (mixing two runs' files would "
             "corrupt the set)"
         )
-    if not target.parent.is_dir():
-        raise OutputError(f"{what} {path}: folder {target.parent} does not exist")
-    if not os.access(target.parent, os.W_OK):
-        raise OutputError(f"{what} {path}: folder {target.parent} is not writable")
+    _check_parent(path, target, what)
     return target
 
 

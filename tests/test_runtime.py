@@ -315,7 +315,7 @@ def test_torchscript_artifacts_are_refused_with_a_pointer(artifacts, tmp_path):
         (["--drs", "1.5"], ["--drs must be a target acceptance rate in (0, 1]"]),
         (["--n", "0"], ["--n must be in 1..1,000,000"]),
         (["--n", "-3"], ["--n must be in 1..1,000,000"]),
-        (["--model", "no_such_model"], ["no model 'no_such_model'", "shipped: cond, mixture"]),
+        (["--model", "no_such_model"], ["no model 'no_such_model'", "found: cond, mixture"]),
         (["--out", "{tmp}/missing/grid.png"], ["output folder", "does not exist"]),
         (["--npy", "{tmp}/missing/x.npy"], ["output folder", "does not exist"]),
         (["--out-dir", "{tmp}/missing/pngs"], ["output folder", "does not exist"]),
