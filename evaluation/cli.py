@@ -31,7 +31,7 @@ from .protocols import PROTOCOLS
 from .proxy_classifier import train_classifier
 from .records import record_evaluation, set_default_spread
 from .report import markdown, write_outputs
-from .results import results_markdown, update_readme, write_grids
+from .results import generated_documents, stale_documents, write_documents, write_grids
 from .samples import Samples, is_artifact, read_png_folder, sample_artifact
 from .scoring import Evaluator
 from .studies import (
@@ -369,29 +369,34 @@ def train_classifier_command(
 
 
 ARTIFACTS, README, GRIDS = Path("artifacts"), Path("README.md"), Path("docs/results")
+PAGE_HELP = "file holding the full results section [docs/results.md beside the README]"
 
 
 @app.command("results", epilog="Examples: eval-gan results;  eval-gan results --check")
 def results_command(
     artifacts: Annotated[Path, typer.Option("--artifacts", help="the shipped models and p0_floor.json")] = ARTIFACTS,
-    readme: Annotated[Path, typer.Option("--readme", help="file holding the results markers")] = README,
+    readme: Annotated[Path, typer.Option("--readme", help="file holding the headline (or results) markers")] = README,
+    page: Annotated[Path | None, typer.Option("--page", show_default=False, help=PAGE_HELP)] = None,
     grids: Annotated[Path, typer.Option("--grids", help="folder for one sample grid PNG per model")] = GRIDS,
-    check: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if the README differs")] = False,
+    check: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if a generated file differs")] = False,
 ):
-    """Regenerate the README's results table (P0 and proxy, plain and DRS 20 %) from the artifacts' manifests."""
-    section = results_markdown(artifacts, grids, readme.parent)
+    """Regenerate the README's headline results, the full results page and every model's card
+    (artifacts/NAME/README.md) from the artifacts' manifests."""
+    documents = generated_documents(artifacts, readme, page, grids)
     if check:
-        if not update_readme(readme, section, check=True):
+        stale = stale_documents(documents)
+        if stale:
             typer.echo(
-                f"eval-gan: {readme}'s results differ from the manifests in {artifacts}; run `eval-gan results`",
+                f"eval-gan: generated files differ from the manifests in {artifacts}: "
+                f"{', '.join(map(str, stale))}; run `eval-gan results`",
                 err=True,
             )
             raise typer.Exit(1)
-        typer.echo(f"{readme} matches the manifests in {artifacts}")
+        typer.echo(f"{len(documents)} generated files match the manifests in {artifacts}")
         return
     write_grids(artifacts, grids)
-    update_readme(readme, section, check=False)
-    typer.echo(f"wrote the results section of {readme} and the grids in {grids}")
+    write_documents(documents)
+    typer.echo(f"wrote {', '.join(map(str, documents))} and the grids in {grids}")
 
 
 def main() -> None:
