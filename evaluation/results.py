@@ -24,7 +24,7 @@ from common.images import grid_png
 from common.manifest import DEFAULT_SPREAD, P0_PROTOCOL, Manifest, MetricSummary, sampling_label
 from runtime.classifier import CLASSIFIER_FOLDER
 from runtime.model import GanModel
-from runtime.registry import runnable, shipped_models
+from runtime.registry import published_models, runnable
 
 from . import EvaluationError
 from .cache import FLOOR_FILE, read_shipped_floor
@@ -79,7 +79,7 @@ PROXY_METRICS = [("proxy FID", "fid", 2), ("proxy P k=3", "precision_k3", 3), ("
 def _shipped(root: Path) -> list[Manifest]:
     """The runnable shipped models, best first: by mean P0 FID (unscored last), then by name. The first is
     the runtime's default model (runtime/registry.py: best_model)."""
-    models = [entry.manifest for entry in runnable(shipped_models(root))]
+    models = [entry.readable for entry in runnable(published_models(root))]
     if not models:
         raise EvaluationError(f"no exported models in {root}")
     return sorted(models, key=lambda m: (m.p0_fid() is None, m.p0_fid() or 0.0, m.name))
@@ -311,7 +311,7 @@ def headline_markdown(root: Path, grid_folder: Path, readme_dir: Path, page: Pat
 
 def write_grids(root: Path, grid_folder: Path) -> None:
     grid_folder.mkdir(parents=True, exist_ok=True)
-    for entry in runnable(shipped_models(root)):
+    for entry in runnable(published_models(root)):
         model = GanModel(entry.manifest)
         images, rows = model.grid(seed=GRID_SEED)
         atomic_write_bytes(grid_folder / f"{entry.name}.png", grid_png(images, rows=rows))

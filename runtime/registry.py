@@ -105,6 +105,15 @@ def shipped_models(root: Path | None = None, source: str = "") -> list[ShippedMo
     return models
 
 
+def published_models(root: Path) -> list[ShippedModel]:
+    """What a folder publishes: the models its index.json lists, or every GAN export in a folder without an
+    index (a folder of one's own exports). Results tables, model cards and the size cap count these."""
+    models = shipped_models(root)
+    if not (Path(root) / INDEX_NAME).is_file():
+        return models
+    return [model for model in models if model.shipped]
+
+
 def found_models() -> list[ShippedModel]:
     """The GAN exports of every folder on the search path, in search order (a name may appear twice: the first
     one is the one a name finds)."""
