@@ -31,7 +31,7 @@ def _print_presets() -> None:
         typer.echo(f"{name:<{width}}  {preset.summary}")
 
 
-def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
+def _refuse_trained_run_dir(run_dir: Path) -> None:
     from .trainer import CHECKPOINT_NAME
 
     if (run_dir / CHECKPOINT_NAME).exists():
@@ -39,9 +39,15 @@ def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
             f"run folder {run_dir} already holds a checkpoint; continue it with --resume {run_dir} "
             "or choose another --run-dir"
         )
+
+
+def _prepare_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
+    """Create the run folder and write its config.json: only once the data, the config and (resuming) the
+    checkpoint have loaded, so a bad input leaves no folder behind and an existing one as it was."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        remove_unfinished_writes(run_dir)  # from an earlier attempt killed before its first checkpoint
+        # From an earlier attempt killed before its first checkpoint, or a run killed mid-write (kill -9).
+        remove_unfinished_writes(run_dir)
         atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     except OSError as error:
         raise UserError(f"run folder {run_dir} is not writable ({error.strerror})") from None
@@ -78,17 +84,14 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
 
     from .trainer import CHECKPOINT_NAME, Interrupted, Trainer, TrainingError, train
 
+    # Every input is checked before the run folder is touched: the data and the config (Trainer), and
+    # when resuming the checkpoint; then the folder and its config.json are written.
     if resume is None:
-        _prepare_run_dir(run_dir, cfg)
+        _refuse_trained_run_dir(run_dir)
     trainer = Trainer(cfg, run_dir, resolve_data_root(data_root), quiet=quiet)
     if resume is not None:
-        # Loaded before the folder is touched: a checkpoint that does not load leaves it as it was.
         trainer.load(run_dir / CHECKPOINT_NAME)
-        try:
-            remove_unfinished_writes(run_dir)  # a run killed mid-write (kill -9, power loss) left these
-            atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-        except OSError as error:
-            raise UserError(f"run folder {run_dir} is not writable ({error.strerror})") from None
+    _prepare_run_dir(run_dir, cfg)
     try:
         record = train(trainer)  # from the loaded checkpoint's epoch and step when resuming
     except Interrupted as stop:

@@ -50,7 +50,9 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", raw_generato
 
 def training_cost(run_dir: Path, epochs: int) -> dict:
     """What the first `epochs` epochs cost, from metrics.jsonl: wall seconds and CPU seconds (all threads;
-    evaluation during training not included). A resumed epoch counts only the part after the resume."""
+    evaluation during training not included). An epoch stopped by SIGINT/SIGTERM and resumed counts both
+    parts (logs written before that was kept count only the part after the resume; a SIGKILL loses the
+    killed part, which the resumed run redoes and counts)."""
     path = Path(run_dir) / METRICS_NAME
     try:
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

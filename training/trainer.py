@@ -114,6 +114,10 @@ class Trainer:
         self.perm = torch.empty(0, dtype=torch.long, device=self.device)
         self.sums = torch.zeros(len(STATS), dtype=torch.float64, device=self.device)
         self.counts = torch.zeros(2, dtype=torch.float64)  # critic steps, generator steps
+        # Wall and CPU seconds the current epoch ran before a stop (SIGINT/SIGTERM) and its --resume: kept in
+        # the checkpoint so that the epoch's logged cost is the sum of its parts.
+        self.epoch_seconds_before = 0.0
+        self.epoch_cpu_seconds_before = 0.0
         self.stop_signal: int | None = None
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
@@ -247,6 +251,8 @@ class Trainer:
         state = {
             "epoch": self.epoch,
             "step": self.step,
+            "epoch_seconds_before": self.epoch_seconds_before,
+            "epoch_cpu_seconds_before": self.epoch_cpu_seconds_before,
             "optim_g_groups": g_groups,
             "optim_d_groups": d_groups,
             "config": self.cfg.to_dict(),
@@ -270,6 +276,9 @@ class Trainer:
             self.sums = tensors["loop.sums"].to(self.device)
             self.counts = tensors["loop.counts"]
             self.epoch, self.step = state["epoch"], state["step"]
+            # Checkpoints written before these were kept count only the part after the resume, as then.
+            self.epoch_seconds_before = float(state.get("epoch_seconds_before", 0.0))
+            self.epoch_cpu_seconds_before = float(state.get("epoch_cpu_seconds_before", 0.0))
             trained_under = state["config"]
         except (RuntimeError, KeyError, ValueError, TypeError):  # a config.json edited after training began
             raise CheckpointError(
@@ -407,6 +416,8 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                 ) as progress:
                     finished = trainer.train_epoch(progress)
                 if not finished:
+                    trainer.epoch_seconds_before += time.perf_counter() - started
+                    trainer.epoch_cpu_seconds_before += time.process_time() - cpu_started
                     trainer.save()
                     raise Interrupted(
                         f"stopped by signal {trainer.stop_signal} at epoch {trainer.epoch + 1} step {trainer.step}; "
@@ -421,14 +432,17 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                     )
                 trainer.epoch += 1
                 trainer.step = 0
-                seconds = time.perf_counter() - started
+                # The whole epoch's cost: this process's part plus what ran before a stop and --resume.
+                seconds = trainer.epoch_seconds_before + time.perf_counter() - started
+                cpu_seconds = trainer.epoch_cpu_seconds_before + time.process_time() - cpu_started
+                trainer.epoch_seconds_before = trainer.epoch_cpu_seconds_before = 0.0
                 record = {
                     "epoch": trainer.epoch,
                     **stats,
                     **trainer.constraint.diagnostics(trainer.critic),
                     "epoch_seconds": seconds,
                     # CPU time of every thread of this process: the cost in CPU-hours, whatever the threads.
-                    "epoch_cpu_seconds": time.process_time() - cpu_started,
+                    "epoch_cpu_seconds": cpu_seconds,
                     "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds,
                     "lr_g": trainer.opt_g.param_groups[0]["lr"],  # at the epoch's last step
                     "device": trainer.device_name,
