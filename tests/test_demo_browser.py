@@ -137,6 +137,7 @@ def test_page_layout_at_1280_px(shipped_mlp_url, tmp_path):
             assert "Sample grid of" in caption.inner_text()
             caption_box, grid_box = caption.bounding_box(), grid.bounding_box()
             assert not overlap(caption_box, grid_box), (caption_box, grid_box)
+            assert caption_box["y"] + caption_box["height"] <= grid_box["y"] + 0.5  # above it, not floating over it
             assert inside(caption_box, page.locator("#sample-grid").bounding_box())
             page.screenshot(path=str(shots[1]), full_page=True)
         finally:
