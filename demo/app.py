@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,14 +28,32 @@ CONCURRENCY = 2
 RATE_STEP = 0.01
 # 28x28 digits are shown enlarged (the scored one 7x, over Gradio's own sizing): keep their pixels
 # sharp instead of blurring them.
+# The gallery's columns shrink to fit (Gradio's own grid keeps them >= 100 px, so 16 overflowed a 1280 px
+# window) and start below its label and buttons, which float over the first row otherwise; the sample
+# grid's caption sits above the image instead of floating over it.
 CSS = """
 #samples img, #sample-grid img, #scored img { image-rendering: pixelated; }
 #scored img { width: 196px !important; height: 196px !important; object-fit: contain !important; }
+#samples .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr));
+                           grid-template-rows: none; grid-auto-rows: auto; padding-top: 28px; }
+#samples .thumbnail-item { aspect-ratio: 1 / 1; }
+#sample-grid [data-testid="block-label"] { position: static; max-width: 100%; white-space: normal; }
 """
+MAX_LOGGED = 300  # characters of a refusal's message in the server log
+
+
+def log_refusal(what: str, message: str) -> None:
+    """One line on the server's stderr per refused request: what was asked and why it was refused. The message
+    quotes what the client sent: control characters are escaped (no forged log lines) and it is cut short."""
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+    if len(text) > MAX_LOGGED:
+        text = text[: MAX_LOGGED - 3] + "..."
+    print(f"gan-demo: refused {what}: {text}", file=sys.stderr, flush=True)
 
 
 def _shown_to_user(handler):
-    """Refusals become gr.Error, a message on the page; the server keeps serving.
+    """Refusals become gr.Error, a message on the page (and one line in the server log: _log_refusals); the
+    server keeps serving.
 
     The page renders an error's message as HTML and messages quote what the client sent: escape it.
     """
@@ -47,6 +66,31 @@ def _shown_to_user(handler):
             raise gr.Error(html.escape(str(error), quote=False), print_exception=False) from None
 
     return wrapped
+
+
+def _log_refusals(app: gr.Blocks) -> None:
+    """Every request `app` refuses logs one line (log_refusal) and no traceback.
+
+    A request is refused by a handler (a UserError, as gr.Error) or, before the handler runs, by Gradio's own
+    checks on a component's value (a slider's range, a dropdown's choices). Those raise gr.Error with
+    print_exception=True, so Gradio's queue (gradio/queueing.py, process_events) printed a traceback for each.
+    Both pass through the app's process_api, wrapped here for this app alone."""
+    process_api = app.process_api
+
+    @functools.wraps(process_api)
+    async def logged(*args, **kwargs):
+        try:
+            return await process_api(*args, **kwargs)
+        except gr.Error as error:
+            block_fn = kwargs.get("block_fn", args[0] if args else None)
+            if isinstance(block_fn, int):
+                block_fn = app.fns.get(block_fn)
+            endpoint = getattr(block_fn, "api_name", None) or getattr(block_fn, "name", None) or "request"
+            log_refusal(str(endpoint), html.unescape(str(error.message)))
+            error.print_exception = False
+            raise
+
+    app.process_api = logged  # type: ignore[method-assign]
 
 
 def rate_slider(value: float, label: str, info: str) -> gr.Slider:
@@ -177,7 +221,10 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
                 interactive=False,
             )
             with gr.Row():
-                achieved = gr.Number(value=None, label="Achieved acceptance rate", interactive=False)
+                # Shown from the first generation on: before it, Gradio's Number would show 0 (even with
+                # value=None and a placeholder), which reads as a result.
+                with gr.Column(visible=False) as achieved_box:
+                    achieved = gr.Number(value=None, label="Achieved acceptance rate", interactive=False)
                 acceptance = gr.Markdown()
         with gr.Tab("Score"), gr.Row():
             with gr.Column():
@@ -229,7 +276,7 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
         model.change(select_model, model, [about, digit, spread, score_digit, grid], api_name="select_model")
         generate_button.click(
             generate, [model, count, digit, rate, seed, spread], [gallery, achieved, acceptance], api_name="generate"
-        )
+        ).success(lambda: gr.Column(visible=True), None, achieved_box, api_visibility="private", queue=False)
         score_outputs = [scored, verdict, details]
         score_drawing_button.click(
             score_drawing, [model, sketch, score_digit, score_rate], score_outputs, api_name="score_drawing"
@@ -237,6 +284,7 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
         score_upload_button.click(
             score_upload, [model, upload, score_digit, score_rate], score_outputs, api_name="score_upload"
         )
+    _log_refusals(app)
     return app
 
 

@@ -18,13 +18,17 @@ from common.images import grid_png
 from common.manifest import ARTIFACTS_ENV, P0_PROTOCOL, ArtifactError, Manifest, sampling_label
 from common.validation import check_count, check_digit, check_rate, check_rate_or_off, check_seed, check_spread
 from runtime.classifier import CLASSIFIER_FOLDER, DigitClassifier
-from runtime.model import NUM_DIGITS, GanModel, ProposalLimitReached
+from runtime.model import NUM_DIGITS, GanModel, ProposalLimitReached, RequestTooCostly, TimeLimitReached
 from runtime.registry import best_model, default_root, runnable, shipped_models
 
 MAX_SAMPLES = 256
-# DRS draws proposals until enough are accepted; this bounds the work one request can ask for
-# (~6 s on 2 CPU cores for the MLP generator).
+# DRS draws proposals until enough are accepted; these bound the work one request can ask for, so that
+# none holds one of the page's workers for more than a few seconds. By proposals: 50,000 take 3-5 s with
+# the MLP generators on 2 CPU cores. By time, for the slower ones (the conv_w96 generator makes ~300
+# proposals/s): a request whose N / rate proposals would take longer at the model's measured speed is
+# refused up front, and one that runs out of time stops (at most one round of 256 later).
 MAX_PROPOSALS = 50_000
+REQUEST_SECONDS = 5.0
 SPREAD_RANGE = (0.1, 2.0)
 MAX_SEED = 2**32 - 1
 ANY_DIGIT = "any"  # generate: digits drawn uniformly
@@ -184,8 +188,32 @@ class DemoModels:
         bound = min(MAX_PROPOSALS, math.ceil(10 * count / rate)) if rate is not None else None
         try:
             images, stats = model.generate(
-                count, seed=seed, digit=chosen, drs_rate=rate, spread=spread, max_proposals=bound
+                count,
+                seed=seed,
+                digit=chosen,
+                drs_rate=rate,
+                spread=spread,
+                max_proposals=bound,
+                max_seconds=REQUEST_SECONDS,
             )
+        except RequestTooCostly as refused:
+            what = f"DRS at a target rate of {rate:g}" if rate is not None else "Generating"
+            cost = (
+                f"more than the {MAX_PROPOSALS:,} one request may use"
+                if refused.seconds is None
+                else f"about {refused.seconds:.0f} s with {name}, more than the {REQUEST_SECONDS:g} s one request "
+                "may take"
+            )
+            raise DemoError(
+                f"{what} needs about {refused.expected:,} proposals for {count} samples, {cost}; "
+                "ask for fewer samples or a higher rate"
+            ) from None
+        except TimeLimitReached:
+            what = f"DRS at a target rate of {rate:g} did not accept" if rate is not None else "Could not make"
+            raise DemoError(
+                f"{what} {count} images within the {REQUEST_SECONDS:g} s one request may take (the server is busy "
+                "or the rate low); ask for fewer samples or a higher rate"
+            ) from None
         except ProposalLimitReached:
             raise DemoError(
                 f"DRS at a target rate of {rate:g} did not accept {count} images within "

@@ -21,7 +21,8 @@ from common.images import grid_png, png_bytes
 from common.manifest import DEFAULT_SPREAD, read_manifest
 from common.validation import check_count, check_digit, check_rate, check_seed, check_spread
 
-from .model import DEFAULT_BATCH_SIZE, GanModel
+from .model import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PROPOSALS, GanModel
+from .progress import progress_bar
 from .registry import ARTIFACTS_ENV, default_model, found_models, locate, runnable
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, help=__doc__, no_args_is_help=True)
@@ -48,7 +49,10 @@ OUT_DIR_HELP = "new (or empty) folder for one PNG per image"
 NPY_HELP = "uint8 array [N, 28, 28] (.npy)"
 PNG_FILE = functools.partial(check_output_file, suffix=".png")
 NPY_FILE = functools.partial(check_output_file, suffix=".npy")
-BOUND_HELP = "DRS gives up past this many proposals [10 x N / RATE]"
+BOUND_HELP = (
+    "DRS gives up past this many proposals and refuses up front when N / RATE exceeds it "
+    f"[10 x N / RATE, at most {DEFAULT_MAX_PROPOSALS:,}]"
+)
 DeviceOption = Annotated[Device, typer.Option("--device", help="onnxruntime provider: CUDA when available")]
 
 
@@ -100,6 +104,7 @@ def sample(
     device: DeviceOption = Device.auto,
     batch_size: Annotated[int, checked_option(check_count, "--batch-size", help=BATCH_HELP)] = DEFAULT_BATCH_SIZE,
     max_proposals: Annotated[int | None, checked_option(check_count, "--max-proposals", help=BOUND_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar (drawn only on a terminal)")] = False,
 ) -> None:
     """Generate digits: a grid PNG (default grid.png), one PNG per image, or a .npy array."""
     chosen = [flag for flag, value in (("--out", out), ("--out-dir", out_dir), ("--npy", npy)) if value is not None]
@@ -110,9 +115,17 @@ def sample(
     gan = _open_model(model, device)
     _require_digit_support(gan, digit)
     spread = gan.default_spread if spread is None else spread
-    images, stats = gan.generate(
-        n, seed=seed, digit=digit, drs_rate=drs, spread=spread, batch_size=batch_size, max_proposals=max_proposals
-    )
+    with progress_bar("accepted" if drs is not None else "generated", n, enabled=not quiet) as progress:
+        images, stats = gan.generate(
+            n,
+            seed=seed,
+            digit=digit,
+            drs_rate=drs,
+            spread=spread,
+            batch_size=batch_size,
+            max_proposals=max_proposals,
+            progress=progress,
+        )
     if out_dir is not None:
         _write_png_folder(out_dir, images)
         target = f"{out_dir}/ ({n} PNGs)"

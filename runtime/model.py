@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +42,44 @@ DEVICES = ("auto", "cpu", "cuda")
 # Images per graph run: on 2 cores 256 runs as fast as 1024 (see bench/runtime_speed.py) and keeps
 # a 10,000-image run under ~150 MB of peak memory.
 DEFAULT_BATCH_SIZE = 256
-# Without an explicit bound, DRS gives up after this many times the proposals the target rate needs.
+# Without an explicit bound, DRS gives up after this many times the proposals the target rate needs,
+# and never after more than DEFAULT_MAX_PROPOSALS: a request whose N / rate exceeds that is refused up
+# front. 250,000 proposals take ~15-25 s with the MLP generators (10-17k proposals/s measured on this
+# project's 2 shared CPU cores, batch 256) and ~14 min with the default conv_w96 one (~300/s); 10,000
+# images fit down to a 4% rate. Above it, say so: --max-proposals (the CLI) or max_proposals.
 PROPOSAL_BOUND_FACTOR = 10
+DEFAULT_MAX_PROPOSALS = 250_000
+
+# progress(done, total): images made so far (accepted ones under DRS) of the `total` asked for.
+Progress = Callable[[int, int], None]
+
+
+class RequestTooCostly(InvalidRequest):
+    """Refused before generating: N / rate proposals exceed the bound on proposals, or their estimated time
+    exceeds the time budget. `expected` is N / rate rounded up; `seconds` the time estimate (time refusals)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        n: int,
+        rate: float,
+        expected: int,
+        bound: int | None = None,
+        seconds: float | None = None,
+        budget: float | None = None,
+    ):
+        super().__init__(message)
+        self.n, self.rate, self.expected, self.bound = n, rate, expected, bound
+        self.seconds, self.budget = seconds, budget
 
 
 class ProposalLimitReached(InvalidRequest):
     """DRS hit its bound on proposals before accepting enough images."""
+
+
+class TimeLimitReached(ProposalLimitReached):
+    """Generation ran out of its time budget (max_seconds) before making enough images."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +129,7 @@ class GanModel:
         self.manifest = manifest
         self.providers = _providers(device)
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._round_seconds: dict[int, float] = {}  # batch size -> fastest graph run of that size seen
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto") -> GanModel:
@@ -133,6 +168,8 @@ class GanModel:
         spread: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_proposals: int | None = None,
+        max_seconds: float | None = None,
+        progress: Progress | None = None,
     ) -> tuple[np.ndarray, GenerationStats]:
         """`n` images as uint8 [n, 28, 28] (what a PNG stores) and statistics of the run.
 
@@ -143,37 +180,119 @@ class GanModel:
             depend on the seed and the batch size.
         spread: scales the noise eps (below 1: typical digits, above 1: more diverse ones); None: the
             model's default (`default_spread`: its manifest's, chosen on held-out data, else 1).
-        max_proposals: DRS gives up past this many proposals [10 x n / drs_rate].
+        max_proposals: DRS gives up past this many proposals [min(10 x n / drs_rate, DEFAULT_MAX_PROPOSALS)];
+            a request whose n / drs_rate alone exceeds it is refused up front (RequestTooCostly), before any
+            graph runs; one that reaches it mid-way raises ProposalLimitReached.
+        max_seconds: a wall-clock budget (for servers): refused up front when the n / drs_rate proposals would
+            take longer at this model's measured speed (RequestTooCostly), stopped between rounds (after the first)
+            when the next round would end past it (TimeLimitReached). The speed is the fastest graph run seen,
+            measured once per model and batch size on zero noise, so neither bound changes the images of a run
+            it does not stop.
+        progress: called as progress(done, n) after each round, done = images made (accepted under DRS).
         """
         n, seed = check_count(n), check_seed(seed)
         spread = check_spread(self.default_spread if spread is None else spread)
         batch_size = check_count(batch_size, "batch size")
         rate = 1.0 if drs_rate is None else check_rate(drs_rate)
         self._check_label_choice(digit, component)
+        expected = n if rate == 1.0 else math.ceil(n / rate)
+        bound = n
+        if rate < 1.0:
+            default = min(math.ceil(PROPOSAL_BOUND_FACTOR * n / rate), DEFAULT_MAX_PROPOSALS)
+            bound = check_count(default if max_proposals is None else max_proposals, "the bound on proposals")
+            if n / rate > bound:
+                raise RequestTooCostly(
+                    f"DRS refused: {n:,} images at a target rate of {rate:g} need about {expected:,} proposals "
+                    f"(N / rate), more than the bound of {bound:,} proposals; raise the rate (--drs) or the bound "
+                    "(--max-proposals)",
+                    n=n,
+                    rate=rate,
+                    expected=expected,
+                    bound=bound,
+                )
+        deadline = None
+        if max_seconds is not None:
+            if not (isinstance(max_seconds, int | float) and 0 < max_seconds < math.inf):
+                raise InvalidRequest(f"the time budget must be a number of seconds > 0, got {max_seconds!r}")
+            deadline = time.monotonic() + max_seconds  # measuring the speed (once per model) counts too
+            self._check_time(n, rate, expected, batch_size, max_seconds, deadline)
         rng = np.random.default_rng(seed)
         if rate == 1.0:
             eps = rng.standard_normal((n, self.manifest.latent_dim), dtype=np.float32)
             eps *= np.float32(spread)
             labels = self._draw_labels(rng, n, digit, component)
-            images, logits, _ = self._generate_batches(eps, labels, batch_size)
+
+            def after_batch(done: int) -> None:
+                if progress is not None:
+                    progress(done, n)
+                if deadline is not None and done < n and self._past(deadline, batch_size):
+                    raise TimeLimitReached(
+                        f"generation stopped at its time budget of {max_seconds:g} s with {done:,} of {n:,} images "
+                        "made; ask for fewer images"
+                    )
+
+            images, logits, _ = self._generate_batches(eps, labels, batch_size, after_batch)
             stats = GenerationStats(n, n, n, 1.0, self.manifest.drs.max_logit, float(logits.mean()), math.nan, labels)
             return images, stats
-        bound = max_proposals if max_proposals is not None else math.ceil(PROPOSAL_BOUND_FACTOR * n / rate)
-        bound = check_count(bound, "the bound on proposals")
-        return self._rejection_sample(rng, n, digit, component, rate, spread, batch_size, bound)
+        return self._rejection_sample(
+            rng, n, digit, component, rate, spread, batch_size, bound, deadline, max_seconds, progress
+        )
 
-    def _rejection_sample(self, rng, n, digit, component, rate, spread, batch_size, bound):
+    def _check_time(
+        self, n: int, rate: float, expected: int, batch_size: int, max_seconds: float, deadline: float
+    ) -> None:
+        """Refuse when the expected rounds would end past the deadline at the measured speed. One round
+        (expected <= batch_size) is always allowed: the caller chose its size, and measuring it would cost as much."""
+        rounds = math.ceil(expected / batch_size)
+        if rounds <= 1:
+            return
+        seconds = rounds * self.round_seconds(batch_size)
+        if time.monotonic() + seconds > deadline:
+            what = f"DRS refused: {n:,} images at a target rate of {rate:g}" if rate < 1.0 else f"refused: {n:,} images"
+            raise RequestTooCostly(
+                f"{what} need about {expected:,} proposals, about {seconds:.1f} s at this "
+                f"model's {batch_size / self.round_seconds(batch_size):,.0f} proposals/s, more than the budget of "
+                f"{max_seconds:g} s; raise the rate or ask for fewer images",
+                n=n,
+                rate=rate,
+                expected=expected,
+                seconds=seconds,
+                budget=max_seconds,
+            )
+
+    def round_seconds(self, batch_size: int = DEFAULT_BATCH_SIZE) -> float:
+        """Seconds one graph run of `batch_size` images takes: the fastest run of that size seen so far. When none
+        was, measured by one run on zero noise (never a seed's), after a run of a few images that opens the
+        session and warms it up."""
+        if batch_size not in self._round_seconds:
+            for size in (min(8, batch_size), batch_size):
+                eps = np.zeros((size, self.manifest.latent_dim), dtype=np.float32)
+                self._generate_batches(eps, np.zeros(size, dtype=np.int64), batch_size)
+        return self._round_seconds[batch_size]
+
+    def _past(self, deadline: float, batch_size: int) -> bool:
+        """Whether another round of `batch_size` would end past the deadline (at the fastest speed seen)."""
+        return time.monotonic() + self._round_seconds.get(batch_size, 0.0) > deadline
+
+    def _rejection_sample(self, rng, n, digit, component, rate, spread, batch_size, bound, deadline, budget, progress):
         drs = self.manifest.drs
         running_max = drs.max_logit
         kept_images, kept_labels = [], []
         kept = proposals = accepted = 0
         logit_sums = np.zeros(2)  # accepted, rejected
         while kept < n:
-            if proposals >= bound:
-                raise ProposalLimitReached(
-                    f"DRS stopped at its bound of {bound:,} proposals with {kept} of {n} images accepted "
-                    f"({accepted / proposals:.2%} acceptance for a target of {rate * 100:g}%); "
-                    "raise the bound (--max-proposals) or the rate"
+            if proposals >= bound or (deadline is not None and proposals and self._past(deadline, batch_size)):
+                so_far = (
+                    f"with {kept} of {n} images accepted after {proposals:,} proposals "
+                    f"({accepted / proposals:.2%} acceptance for a target of {rate * 100:g}%)"
+                )
+                if proposals >= bound:
+                    raise ProposalLimitReached(
+                        f"DRS stopped at its bound of {bound:,} proposals {so_far}; "
+                        "raise the bound (--max-proposals) or the rate"
+                    )
+                raise TimeLimitReached(
+                    f"DRS stopped at its time budget of {budget:g} s {so_far}; raise the rate or ask for fewer images"
                 )
             size = min(batch_size, bound - proposals)
             eps = rng.standard_normal((size, self.manifest.latent_dim), dtype=np.float32)
@@ -192,6 +311,8 @@ class GanModel:
             kept_images.append(images[take])
             kept_labels.append(labels[take])
             kept += take.size
+            if progress is not None:
+                progress(kept, n)
         rejected = proposals - accepted
         stats = GenerationStats(
             n,
@@ -219,8 +340,9 @@ class GanModel:
         rows, _ = self.grid_layout(columns)
         if not (self.conditional or self.num_components):
             return self.generate(rows * columns, seed=seed)[0], rows
-        label = "digit" if self.conditional else "component"
-        return np.concatenate([self.generate(columns, seed=seed, **{label: row})[0] for row in range(rows)]), rows
+        if self.conditional:
+            return np.concatenate([self.generate(columns, seed=seed, digit=row)[0] for row in range(rows)]), rows
+        return np.concatenate([self.generate(columns, seed=seed, component=row)[0] for row in range(rows)]), rows
 
     def _check_label_choice(self, digit: int | None, component: int | None) -> None:
         if digit is not None:
@@ -248,15 +370,24 @@ class GanModel:
             )
         return np.zeros(n, dtype=np.int64)
 
-    def _generate_batches(self, eps: np.ndarray, labels: np.ndarray, batch_size: int):
-        """(uint8 images [n, 28, 28], logits float64 [n], F float64 [n]) through the generator graph."""
+    def _generate_batches(
+        self, eps: np.ndarray, labels: np.ndarray, batch_size: int, after_batch: Callable[[int], None] | None = None
+    ):
+        """(uint8 images [n, 28, 28], logits float64 [n], F float64 [n]) through the generator graph; after each
+        batch, after_batch(images done so far). Full batches' times feed round_seconds()."""
         session = self._session("generator")
         images = np.empty((len(eps), 28, 28), dtype=np.uint8)  # quantised per batch: memory stays at uint8 size
         logits, fs = np.empty(len(eps)), np.empty(len(eps))
         for start in range(0, len(eps), batch_size):
             rows = slice(start, start + batch_size)
+            started = time.perf_counter()
             image, logits[rows], fs[rows] = session.run(None, {"eps": eps[rows], "label": labels[rows]})
             images[rows] = unit_to_uint8(image[:, 0])
+            if len(image) == batch_size:
+                seconds = time.perf_counter() - started
+                self._round_seconds[batch_size] = min(self._round_seconds.get(batch_size, math.inf), seconds)
+            if after_batch is not None:
+                after_batch(min(start + batch_size, len(eps)))
         return images, logits, fs
 
     def _gamma(self, rate: float, labels: np.ndarray) -> float | np.ndarray | None:

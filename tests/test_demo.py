@@ -206,7 +206,7 @@ def test_the_service_validates_what_the_page_also_checks(demo_artifacts):
 def test_drs_stops_at_the_demo_bound_with_a_message(demo_artifacts, monkeypatch):
     monkeypatch.setattr("demo.service.MAX_PROPOSALS", 3000)  # the real bound takes seconds to reach
     models = DemoModels(demo_artifacts)
-    with pytest.raises(DemoError, match="did not accept 256 images within 3,000 proposals"):
+    with pytest.raises(DemoError, match="256,000,000 proposals for 256 samples, more than the 3,000 one request"):
         models.generate(CONDITIONAL, MAX_SAMPLES, "any", 1e-6, 0, 1.0)
 
 

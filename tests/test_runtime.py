@@ -19,14 +19,14 @@ from common.manifest import ArtifactError
 from common.mnist import load_holdout_set
 from evaluation.records import record_evaluation, set_default_spread
 from export.artifact import export_run
-from runtime.model import GanModel, InvalidRequest, ProposalLimitReached
+from runtime.model import GanModel, InvalidRequest, RequestTooCostly
 from runtime.registry import ARTIFACTS_ENV, best_model, shipped_models
 
 from .conftest import DATA_ROOT, REPO, environment_variable, one_line_error_check
 from .test_export import single_torch_thread, train_tiny_run
 
 # Modules runtime/ may import: the standard library and what `pip install .` installs (pyproject.toml).
-BASE_DEPENDENCIES = {"numpy", "onnxruntime", "PIL", "typer"}
+BASE_DEPENDENCIES = {"numpy", "onnxruntime", "PIL", "typer", "rich"}
 
 
 MODELS = {"cond": "wgan_gp_cond", "mixture": "gmgan_static"}  # conditional; unconditional mixture prior
@@ -194,8 +194,8 @@ def test_drs_running_max_rises_above_a_short_burn_in(artifacts, trained_runs, tm
     assert fresh.max_logit >= cond.manifest.drs.max_logit
 
 
-def test_drs_gives_up_at_its_bound(artifacts):
-    with pytest.raises(ProposalLimitReached, match="bound of 300 proposals"):
+def test_drs_refuses_past_its_bound(artifacts):  # mid-way stops: tests/test_drs_bounds.py
+    with pytest.raises(RequestTooCostly, match="more than the bound of 300 proposals"):
         GanModel.load("cond").generate(200, seed=0, drs_rate=0.05, max_proposals=300)
 
 
@@ -321,7 +321,7 @@ def test_torchscript_artifacts_are_refused_with_a_pointer(artifacts, tmp_path):
         (["--out-dir", "{tmp}/missing/pngs"], ["output folder", "does not exist"]),
         (["--out", "{tmp}/a.png", "--npy", "{tmp}/a.npy"], ["choose one output"]),
         (["--out-dir", "{tmp}"], ["is not an empty folder"]),
-        (["--drs", "0.01", "--max-proposals", "50"], ["DRS stopped at its bound of 50 proposals"]),
+        (["--drs", "0.01", "--max-proposals", "50"], ["10,000 proposals", "more than the bound of 50 proposals"]),
         (["--device", "tpu"], ["--device"]),
         (["--n", "many"], ["--n"]),
     ],

@@ -24,18 +24,30 @@ def test_export_into_the_default_folder_of_a_fresh_clone_keeps_the_shipped_tests
     env.pop("GAN_ARTIFACTS", None)
     exported = subprocess.run(
         [sys.executable, "-c", "from common.entry import export_gan; export_gan()", str(run_dir), "--burn-in", "10000"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=600,
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert exported.returncode == 0, exported.stderr
     out = Path(json.loads(exported.stdout)["out"])
     assert (clone / out).resolve().parent == (clone / "artifacts").resolve()  # the default: ./artifacts/RUN_NAME
     listing = subprocess.run(
         [sys.executable, "-c", "from runtime.cli import main; main()", "list"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=120,
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert f"{run_dir.name}" in listing.stdout and "not shipped: an export" in listing.stdout, listing.stdout
     shipped_checks = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/fast/test_shipped_artifacts.py"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=900,
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert shipped_checks.returncode == 0, shipped_checks.stdout[-3000:]
