@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,8 +17,9 @@ from common.cli import run_app
 from common.errors import UserError
 from common.manifest import ARTIFACTS_ENV
 
-from .images import MAX_UPLOAD_PIXELS, read_image_file, to_mnist
-from .service import ANY_DIGIT, BEST_DIGIT, DIGITS, MAX_SAMPLES, MAX_SEED, SPREAD_RANGE, DemoError, DemoModels
+# Absolute imports: `gradio demo/app.py` runs this file as a script.
+from demo.images import MAX_UPLOAD_PIXELS, read_image_file, to_mnist
+from demo.service import ANY_DIGIT, BEST_DIGIT, DIGITS, MAX_SAMPLES, MAX_SEED, SPREAD_RANGE, DemoError, DemoModels
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -273,7 +275,13 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
                 format="png",
             )
 
-        model.change(select_model, model, [about, digit, spread, score_digit, grid], api_name="select_model")
+        model.change(
+            select_model,
+            model,
+            [about, digit, spread, score_digit, grid],
+            api_name="select_model",
+            api_visibility="undocumented",
+        )
         generate_button.click(
             generate, [model, count, digit, rate, seed, spread], [gallery, achieved, acceptance], api_name="generate"
         ).success(lambda: gr.Column(visible=True), None, achieved_box, api_visibility="private", queue=False)
@@ -286,6 +294,9 @@ def build_app(artifacts_root: Path | None = None, device: str = "auto") -> gr.Bl
         )
     _log_refusals(app)
     return app
+
+
+HOST_ENV, PORT_ENV = "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"  # Gradio's own variables, honoured here too
 
 
 def launch(app: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, block: bool = True) -> None:
@@ -306,14 +317,15 @@ def launch(app: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, b
 cli = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
-PORT_HELP = "TCP port"
+HOST_HELP = f"address to listen on (0.0.0.0: every interface) [${HOST_ENV}, else {DEFAULT_HOST}]"
+PORT_HELP = f"TCP port [${PORT_ENV}, else {DEFAULT_PORT}]"
 ARTIFACTS_HELP = f"folder of exported models [${ARTIFACTS_ENV} or artifacts/]"
 
 
 @cli.command(help=__doc__, epilog="Examples: gan-demo;  gan-demo --host 0.0.0.0 --port 8080")
 def serve(
-    host: Annotated[str, typer.Option("--host", help="address to listen on (0.0.0.0: every interface)")] = DEFAULT_HOST,
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help=PORT_HELP)] = DEFAULT_PORT,
+    host: Annotated[str, typer.Option("--host", envvar=HOST_ENV, help=HOST_HELP)] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option("--port", envvar=PORT_ENV, min=1, max=65535, help=PORT_HELP)] = DEFAULT_PORT,
     artifacts: Annotated[Path | None, typer.Option("--artifacts", show_default=False, help=ARTIFACTS_HELP)] = None,
 ) -> None:
     app = build_app(artifacts)
@@ -328,3 +340,25 @@ def serve(
 
 def main() -> None:
     run_app(cli, "gan-demo")
+
+
+@functools.cache
+def _module_demo() -> gr.Blocks:
+    return build_app()
+
+
+def __getattr__(name: str) -> gr.Blocks:
+    """`demo`, the module-level Blocks that `gradio demo/app.py` looks for: built on first use, so that importing
+    this module loads no model."""
+    if name == "demo":
+        return _module_demo()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# `python demo/app.py` or `gradio demo/app.py`: serve with the defaults, or Gradio's variables.
+if __name__ == "__main__":
+    launch(
+        _module_demo(),
+        os.environ.get(HOST_ENV) or DEFAULT_HOST,
+        int(os.environ.get(PORT_ENV) or DEFAULT_PORT),
+    )
