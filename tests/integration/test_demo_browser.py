@@ -13,7 +13,7 @@ from playwright.sync_api import sync_playwright
 from common.manifest import read_manifest
 from runtime.model import GanModel
 
-from .test_demo import CONDITIONAL, demo_artifacts, demo_url  # noqa: F401 (fixtures)
+from .conftest import CONDITIONAL
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 
-def test_generate_fills_the_gallery_in_a_browser(demo_url, demo_artifacts, tmp_path):  # noqa: F811 (fixtures)
+def test_generate_fills_the_gallery_in_a_browser(demo_url, demo_artifacts, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
