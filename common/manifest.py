@@ -51,8 +51,8 @@ def artifacts_root() -> Path:
     """The user's models folder: $GAN_ARTIFACTS, else ./artifacts of the working directory (in a checkout of the
     project, the shipped models). `export-gan` writes there by default; the runtime searches it first."""
     if os.environ.get(ARTIFACTS_ENV):
-        return Path(os.environ[ARTIFACTS_ENV])
-    return Path("artifacts")
+        return Path(os.environ[ARTIFACTS_ENV]).absolute()
+    return Path.cwd() / "artifacts"
 
 
 class ArtifactError(UserError):

@@ -10,7 +10,7 @@ trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet uv
 "$work/venv/bin/uv" pip install --quiet --python "$work/venv/bin/python" --resolution lowest-direct \
-    "$repo" "pytest>=8" "hypothesis>=6"
+    "$repo" "pytest>=8" "hypothesis>=6" "pyyaml>=6"
 "$work/venv/bin/uv" pip list --python "$work/venv/bin/python" | grep -Ei '^(numpy|onnxruntime|pillow|typer) '
 cd "$repo"
 PYTHONPATH="$repo" "$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests/fast

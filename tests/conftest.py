@@ -1,4 +1,10 @@
-"""Shared fixtures: real MNIST (from $GAN_DATA_ROOT, else ../shared/data) and tiny training configs."""
+"""Shared by both tiers, and torch-free (the fast tier imports it with torch blocked): the repository, where
+MNIST is ($GAN_DATA_ROOT, else ../shared/data), and the one-line-error contract every CLI keeps.
+
+tests/fast/: no torch, no MNIST, no training; the runtime, DRS maths, the manifest contract and the
+validation rules against the shipped artifacts (`pytest tests/fast`, well under a minute).
+tests/integration/: everything else (tiny real trainings and exports, evaluation, the demo, faults).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
-
-from evaluation.cache import CACHE_ENV
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("GAN_DATA_ROOT", REPO.parent / "shared" / "data"))
@@ -19,14 +25,6 @@ def data_root() -> Path:
     if not (DATA_ROOT / "MNIST" / "raw").is_dir():
         pytest.fail(f"MNIST not found under {DATA_ROOT}; set GAN_DATA_ROOT")
     return DATA_ROOT
-
-
-@pytest.fixture(scope="session", autouse=True)
-def evaluation_cache(tmp_path_factory) -> Path:
-    """Cached real features go to one folder per test session (CLI subprocesses inherit it), not ~/.cache."""
-    folder = tmp_path_factory.mktemp("eval-cache")
-    with environment_variable(CACHE_ENV, str(folder)):
-        yield folder
 
 
 @contextlib.contextmanager
@@ -58,14 +56,19 @@ def one_line_error_check(program: str):
     return check
 
 
-def tiny_overrides(**extra) -> dict:
-    """A few hundred real images, a few steps: enough to exercise every code path on 2 CPU cores."""
-    return {
-        "train_limit": 256,
-        "batch_size": 32,
-        "epochs": 1,
-        "device": "cpu",
-        "eval_every": 1,
-        "eval_samples": 200,
-        **extra,
-    }
+# ---------------------------------------------------------------------- property tests of validation (both tiers)
+PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+ANY_VALUE = st.one_of(
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=8),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+NUMBERS = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True))
+
+
+def one_line(error: Exception) -> bool:
+    return bool(str(error)) and "\n" not in str(error)

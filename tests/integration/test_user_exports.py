@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, train_tiny_run
+from ..conftest import REPO
+from .conftest import train_tiny_run
 
 pytestmark = pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the project's git checkout to clone")
 

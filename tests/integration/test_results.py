@@ -10,8 +10,10 @@ from PIL import Image
 
 from evaluation.records import set_default_spread
 
-from .test_demo import CONDITIONAL, UNCONDITIONAL, demo_artifacts  # noqa: F401 (the fixture)
-from .test_evaluation_cli import assert_one_line_error, run_eval  # noqa: F401 (the fixture)
+from ..conftest import one_line_error_check
+from .conftest import CONDITIONAL, UNCONDITIONAL
+
+assert_one_line_error = one_line_error_check("eval-gan")
 
 FLOOR = {
     "source": "MNIST train (10,000 random images, seed 0)",
@@ -25,7 +27,7 @@ FLOOR = {
 }
 
 
-def _layout(tmp_path, demo_artifacts):  # noqa: F811
+def _layout(tmp_path, demo_artifacts):
     root = tmp_path / "artifacts"
     shutil.copytree(demo_artifacts, root)
     (root / "p0_floor.json").write_text(json.dumps(FLOOR))
@@ -36,7 +38,7 @@ def _layout(tmp_path, demo_artifacts):  # noqa: F811
 
 def test_results_section_is_the_manifests_numbers_and_check_notices_a_change(
     run_eval,
-    demo_artifacts,  # noqa: F811
+    demo_artifacts,
     tmp_path,
 ):
     root, readme, grids = _layout(tmp_path, demo_artifacts)
@@ -86,7 +88,7 @@ def test_results_section_is_the_manifests_numbers_and_check_notices_a_change(
     assert readme.read_text() == text  # --check writes nothing
 
 
-def test_results_needs_the_markers_and_models(run_eval, demo_artifacts, tmp_path):  # noqa: F811
+def test_results_needs_the_markers_and_models(run_eval, demo_artifacts, tmp_path):
     root, readme, grids = _layout(tmp_path, demo_artifacts)
     readme.write_text("# no markers\n")
     assert_one_line_error(
@@ -102,7 +104,7 @@ def test_results_needs_the_markers_and_models(run_eval, demo_artifacts, tmp_path
 
 def test_a_run_trained_on_an_accelerator_is_costed_in_its_minutes_and_misses_the_cpu_budget_target(
     run_eval, demo_artifacts, tmp_path
-):  # noqa: F811
+):
     root, readme, grids = _layout(tmp_path, demo_artifacts)
     manifest_path = root / CONDITIONAL / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -129,7 +131,7 @@ def test_a_run_trained_on_an_accelerator_is_costed_in_its_minutes_and_misses_the
 
 def test_a_model_exported_with_intensity_matching_says_so_in_its_architecture(
     run_eval,
-    demo_artifacts,  # noqa: F811
+    demo_artifacts,
     tmp_path,
 ):
     root, readme, grids = _layout(tmp_path, demo_artifacts)
@@ -148,7 +150,7 @@ def test_a_model_exported_with_intensity_matching_says_so_in_its_architecture(
 
 def test_a_model_with_its_own_default_spread_is_reported_and_judged_there_first(
     run_eval,
-    demo_artifacts,  # noqa: F811
+    demo_artifacts,
     tmp_path,
 ):
     root, readme, grids = _layout(tmp_path, demo_artifacts)

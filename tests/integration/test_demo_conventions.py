@@ -10,8 +10,7 @@ import sys
 import gradio as gr
 from gradio_client import Client
 
-from .conftest import REPO, environment_variable
-from .test_demo import demo_artifacts, demo_url  # noqa: F401 (fixtures)
+from ..conftest import REPO, environment_variable
 
 
 def test_the_module_level_demo_is_built_on_first_use(demo_artifacts):  # noqa: F811

@@ -17,7 +17,8 @@ from evaluation.cli import main
 from training.config import ConfigError, resolve
 from training.trainer import Trainer, train
 
-from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
+from ..conftest import DATA_ROOT, REPO, one_line_error_check
+from .conftest import tiny_overrides
 
 PROXY_KEYS = (
     "proxy/fid",

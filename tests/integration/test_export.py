@@ -1,8 +1,8 @@
-"""Export: graph parity with PyTorch for every preset, DRS calibration, manifests, `export-gan`."""
+"""Export: graph parity with PyTorch for every preset, DRS calibration, manifests, `export-gan`. (The DRS maths
+export shares with the runtime, common/drs.py, is tested torch-free in tests/fast/test_drs.py.)"""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -15,22 +15,18 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from common.drs import EPSILON, RATE_GRID, drs_f, interpolate_gamma, sigmoid, solve_gamma
+from common.drs import EPSILON, RATE_GRID, drs_f
 from common.manifest import GRAPH_IO, SHARED_WEIGHTS_NAME, sha256_hex
 from export.artifact import export_run
 from export.drs import fit_logistic_head
 from export.graphs import SERIALISERS, DrsHead, build_graphs, freeze_
 from export.manifest import ExportError
 from training.checkpoint import load_checkpoint
-from training.config import resolve
-from training.models import build_models
-from training.objectives import CONSTRAINTS
 from training.presets import PRESETS
-from training.priors import build_prior
 from training.run import load_trained
-from training.trainer import Trainer, train
 
-from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
+from ..conftest import DATA_ROOT, REPO, one_line_error_check
+from .conftest import single_torch_thread, train_tiny_run, untrained_models
 
 CONV = dict(arch="conv", conv_width=8)
 # Every preset as it ships (MLP), plus the conv pair with spectral norm, batch norm, conditioning and a
@@ -46,41 +42,10 @@ CRITIC_PARITY = {("vanilla", "mlp"), ("wgan_gp_cond", "mlp"), ("wgan_sn", "conv"
 HEAD = dict(scale=1.7, bias=-0.3, max_logit=10.0)
 
 
-@contextlib.contextmanager
-def single_torch_thread():
-    """Tiny models run faster on one thread: OpenMP hand-offs cost more than their small ops,
-    and far more when the two cores are shared with other work."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     with single_torch_thread():
         yield
-
-
-def untrained_models(variant: str, **extra):
-    """A seeded, untrained generator bundle and critic (eval mode) for a preset."""
-    cfg = resolve(variant, tiny_overrides(**extra))
-    torch.manual_seed(0)
-    prior = build_prior(cfg.prior, cfg.latent_dim, cfg.num_components, cfg.mixture_radius, cfg.mixture_sigma)
-    generator, critic = build_models(cfg, prior, CONSTRAINTS[cfg.lipschitz](cfg).spectral_norm)
-    return cfg, generator.eval(), critic.eval()
-
-
-def train_tiny_run(tmp_path, variant: str, **extra):
-    """A real run folder: one epoch on 256 MNIST images (no metrics: export does not need them)."""
-    cfg = resolve(variant, tiny_overrides(eval_protocol="none", **extra))
-    run_dir = tmp_path / variant
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))
-    train(Trainer(cfg, run_dir, DATA_ROOT, quiet=True))
-    return run_dir
 
 
 def graph_runner(graph_format: str, data: bytes):
@@ -146,7 +111,7 @@ def test_freezing_folds_spectral_norm_into_plain_weights():
     assert torch.linalg.matrix_norm(critic.net[0].weight, 2) == pytest.approx(1.0, abs=1e-3)
 
 
-# ---------------------------------------------------------------------- DRS maths
+# ---------------------------------------------------------------------- DRS calibration
 def test_logistic_head_recovers_the_bayes_logit():
     # Real scores ~ N(1, 1), fake ~ N(-1, 1): the true log-odds are exactly 2 s + 0.
     rng = np.random.default_rng(0)
@@ -159,29 +124,6 @@ def test_logistic_head_recovers_the_bayes_logit():
 def test_logistic_head_stays_finite_when_real_and_fake_separate():
     scale, bias, fit = fit_logistic_head(np.linspace(5, 6, 100), np.linspace(-6, -5, 100))
     assert np.isfinite([scale, bias]).all() and scale > 0 and fit["accuracy"] == 1.0
-
-
-def test_drs_f_follows_the_formula_and_is_monotone():
-    logits = np.array([-30.0, -3.0, -0.5, 0.0, 0.7])
-    f = drs_f(logits, max_logit=0.0)
-    gap = np.minimum(logits, 0.0)
-    assert np.allclose(f, gap - np.log(1 - np.exp(gap - EPSILON)), rtol=1e-6)
-    assert np.all(np.diff(f) >= 0)
-    assert f[3] == f[4] == pytest.approx(-np.log(-np.expm1(-EPSILON)))  # above the maximum counts as it
-
-
-def test_gamma_hits_each_rate_on_its_sample_and_interpolates_between():
-    f = drs_f(np.random.default_rng(1).normal(0, 2, 5000), max_logit=7.0)
-    gammas = [solve_gamma(f, rate) for rate in RATE_GRID]
-    for rate, gamma in zip(RATE_GRID, gammas, strict=True):
-        assert sigmoid(f - gamma).mean() == pytest.approx(rate, abs=1e-9)
-    assert np.all(np.diff(gammas) < 0)  # accepting more needs a lower threshold
-    assert interpolate_gamma(list(RATE_GRID), gammas, 0.2) == pytest.approx(gammas[19])
-    for rate in (0.123, 0.005, 0.995):  # between grid points and beyond both ends
-        assert sigmoid(f - interpolate_gamma(list(RATE_GRID), gammas, rate)).mean() == pytest.approx(rate, rel=0.05)
-    assert interpolate_gamma(list(RATE_GRID), gammas, 1.0) is None
-    with pytest.raises(ValueError):
-        interpolate_gamma(list(RATE_GRID), gammas, 0.0)
 
 
 # ---------------------------------------------------------------------- export-gan

@@ -27,27 +27,15 @@ from common.manifest import sha256_hex
 from demo.images import read_image_file
 from demo.service import DemoModels
 from evaluation.cli import main as eval_main
-from export.artifact import export_run
 from export.cli import main as export_main
 from runtime.cli import main as runtime_main
 from runtime.registry import ARTIFACTS_ENV
 from training.cli import main as train_main
 
-from .conftest import DATA_ROOT
-from .test_export import single_torch_thread, train_tiny_run
+from ..conftest import DATA_ROOT
+from .conftest import MODEL
 
-MODEL = "cond"  # the exported conditional model in the fixture's artifacts folder
 ENTRY_POINTS = {"train-gan": train_main, "eval-gan": eval_main, "export-gan": export_main, "gan-runtime": runtime_main}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict[str, Path]:
-    """A tiny conditional run and its ONNX export (1,000-sample burn-in: only errors are tested here)."""
-    root = tmp_path_factory.mktemp("bad-inputs")
-    with single_torch_thread():
-        run_dir = train_tiny_run(root / "runs", "wgan_gp_cond")
-        export_run(run_dir, "onnx", root / "artifacts" / MODEL, DATA_ROOT, burn_in=1000)
-    return {"run": run_dir, "artifacts": root / "artifacts"}
 
 
 # ---------------------------------------------------------------------- inputs a case builds in its folder

@@ -15,8 +15,8 @@ from export.intensity import KNOTS, MatchedGenerator, ToneCurve, fit_tone_curve,
 from runtime.model import GanModel
 from training.run import load_trained
 
-from .conftest import DATA_ROOT
-from .test_export import single_torch_thread, train_tiny_run, untrained_models
+from ..conftest import DATA_ROOT
+from .conftest import single_torch_thread, train_tiny_run, untrained_models
 
 
 @pytest.fixture(autouse=True, scope="module")

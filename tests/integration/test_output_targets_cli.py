@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import DATA_ROOT, REPO
+from ..conftest import DATA_ROOT, REPO
 
 
 def snapshot(folder: Path) -> dict:
@@ -34,7 +34,11 @@ def run(program: str, *args) -> subprocess.CompletedProcess:
     module = {"eval-gan": "evaluation.cli", "export-gan": "export.cli", "train-gan": "training.cli"}[program]
     return subprocess.run(
         [sys.executable, "-c", f"from {module} import main; main()", *map(str, args)],
-        capture_output=True, text=True, cwd=REPO, timeout=300, env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)},
     )
 
 

@@ -1,11 +1,9 @@
-"""The torch-free runtime: no torch, reproducible sampling, DRS on target, scoring, integrity, one-line errors."""
+"""The torch-free runtime on freshly exported tiny models: no torch, reproducible sampling, DRS on target, scoring,
+one-line errors. (On the shipped models, with torch blocked, and the manifest contract: tests/fast/.)"""
 
 from __future__ import annotations
 
-import ast
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,19 +13,13 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from common.manifest import ArtifactError
 from common.mnist import load_holdout_set
-from evaluation.records import record_evaluation, set_default_spread
 from export.artifact import export_run
 from runtime.model import GanModel, InvalidRequest, RequestTooCostly
-from runtime.registry import ARTIFACTS_ENV, best_model, shipped_models
+from runtime.registry import ARTIFACTS_ENV
 
-from .conftest import DATA_ROOT, REPO, environment_variable, one_line_error_check
-from .test_export import single_torch_thread, train_tiny_run
-
-# Modules runtime/ may import: the standard library and what `pip install .` installs (pyproject.toml).
-BASE_DEPENDENCIES = {"numpy", "onnxruntime", "PIL", "typer", "rich"}
-
+from ..conftest import DATA_ROOT, REPO, environment_variable, one_line_error_check
+from .conftest import single_torch_thread, train_tiny_run
 
 MODELS = {"cond": "wgan_gp_cond", "mixture": "gmgan_static"}  # conditional; unconditional mixture prior
 
@@ -107,22 +99,6 @@ def test_runtime_never_imports_torch(artifacts, tmp_path):
     script = Path(sys.executable).with_name("gan-runtime")  # the installed console script
     help_run = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert help_run.returncode == 0 and "sample" in help_run.stdout and "score" in help_run.stdout
-
-
-def test_runtime_code_imports_only_the_base_install():
-    """runtime/ imports the base install and common/ anywhere; common/ (the layer everything shares) does so at
-    import time (common/mnist.py reads MNIST through torchvision inside the function that needs it)."""
-    for package, scope in (("runtime", ast.walk), ("common", lambda tree: tree.body)):
-        for path in (REPO / package).glob("*.py"):
-            for node in scope(ast.parse(path.read_text())):
-                names = (
-                    [a.name for a in node.names]
-                    if isinstance(node, ast.Import)
-                    else ([node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-                )
-                for name in names:
-                    top = name.split(".")[0]
-                    assert top in sys.stdlib_module_names or top in {*BASE_DEPENDENCIES, "common"}, (path.name, name)
 
 
 # ---------------------------------------------------------------------- sampling
@@ -235,76 +211,7 @@ def test_cli_outputs_agree(artifacts, tmp_path):
     assert len(rows) == 3 and rows[1].split()[:2] == [str(files[0]), "7"]
 
 
-# ---------------------------------------------------------------------- models, integrity, errors
-def _copy_with_evaluation(artifacts, root, name, fid):
-    shutil.copytree(artifacts / "cond", root / name)
-    manifest = json.loads((root / name / "manifest.json").read_text())
-    # Two P0 seeds (the default model is the lowest mean) and a proxy record that must not count.
-    manifest["evaluation"] = (
-        []
-        if fid is None
-        else [
-            {"protocol": "p0", "seed": 0, "metrics": {"p0/fid": fid - 1}},
-            {"protocol": "p0", "seed": 1, "metrics": {"p0/fid": fid + 1}},
-            {"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 1.0}},
-            {"protocol": "proxy", "seed": 0, "metrics": {"proxy/fid": 1.0}},
-        ]
-    )
-    (root / name / "manifest.json").write_text(json.dumps(manifest))
-
-
-def test_default_model_is_the_lowest_p0_fid(artifacts, tmp_path, monkeypatch):
-    for name, fid in (("a_model", 40.0), ("b_model", 25.0), ("c_model", None)):
-        _copy_with_evaluation(artifacts, tmp_path, name, fid)
-    (tmp_path / "mnist_classifier").mkdir()  # another kind of export shares artifacts/
-    (tmp_path / "mnist_classifier" / "manifest.json").write_text(json.dumps({"name": "mnist_classifier"}))
-    monkeypatch.setenv(ARTIFACTS_ENV, str(tmp_path))
-    chosen, note = best_model(shipped_models())
-    assert chosen.name == "b_model" and note is None
-    listing = run_cli("list")
-    assert listing.returncode == 0
-    lines = listing.stdout.strip().splitlines()
-    assert [line.split()[:2] for line in lines] == [
-        ["a_model", "wgan_gp_cond,"],
-        ["*", "b_model"],
-        ["c_model", "wgan_gp_cond,"],
-    ]
-    assert "P0 FID 25.00" in lines[1]
-    info = run_cli("info")
-    assert info.returncode == 0 and json.loads(info.stdout)["name"] == "b_model"
-    assert_one_line_error(run_cli("sample", "--model", "mnist_classifier"), "is not a GAN export")
-
-    shutil.rmtree(tmp_path / "a_model")
-    shutil.rmtree(tmp_path / "b_model")
-    chosen, note = best_model(shipped_models())
-    assert chosen.name == "c_model" and "no manifest records a P0 FID" in note
-
-
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
-@pytest.mark.parametrize("file_name", ["generator.onnx", "critic.weights"])
-def test_tampered_graph_is_refused_before_loading(artifacts, tmp_path, damage, file_name):
-    folder = tmp_path / "damaged"
-    shutil.copytree(artifacts / "cond", folder)
-    graph = folder / file_name
-    data = bytearray(graph.read_bytes())
-    if damage == "flip":
-        data[len(data) // 2] ^= 0xFF
-    graph.write_bytes(bytes(data) if damage == "flip" else bytes(data[: len(data) // 2]))
-    result = run_cli("sample", "--model", folder, "--out", tmp_path / "x.png")
-    assert_one_line_error(result, f"{file_name} does not match the sha256")
-    assert not (tmp_path / "x.png").exists()
-    assert_one_line_error(run_cli("info", folder), "does not match the sha256")
-
-
-def test_torchscript_artifacts_are_refused_with_a_pointer(artifacts, tmp_path):
-    folder = tmp_path / "ts"
-    shutil.copytree(artifacts / "cond", folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    (folder / "manifest.json").write_text(json.dumps({**manifest, "graph_format": "torchscript"}))
-    with pytest.raises(ArtifactError, match="--format onnx"):
-        GanModel.load(folder)
-
-
+# ---------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     "args, fragments",
     [
@@ -357,108 +264,3 @@ def test_score_errors_are_one_line(artifacts, tmp_path):
 def test_cuda_request_without_cuda_is_one_line(artifacts, tmp_path):
     result = run_cli("sample", "--model", "cond", "--device", "cuda", "--out", tmp_path / "x.png")
     assert_one_line_error(result, "no CUDA provider")
-
-
-# Records one P0 seed into the model folder; the manifest write is slowed down so that, without the
-# lock, every process would read the manifest before any wrote it and all but one record would be lost.
-_RECORD_SLOWLY = """
-import sys, time
-import common.manifest as contract
-from evaluation.records import record_evaluation
-write = contract.atomic_write_text
-contract.atomic_write_text = lambda path, text: (time.sleep(0.3), write(path, text))
-record_evaluation(sys.argv[1], {"protocol": "p0", "samples": 10000, "seed": int(sys.argv[2]),
-                                "metrics": {"p0/fid": 10.0 + int(sys.argv[2])}})
-"""
-
-
-def test_parallel_records_into_one_manifest_all_survive(artifacts, tmp_path):
-    model = tmp_path / "model"
-    shutil.copytree(artifacts / "cond", model)
-    seeds = range(4)
-    workers = [
-        subprocess.Popen([sys.executable, "-c", _RECORD_SLOWLY, str(model), str(seed)], cwd=REPO) for seed in seeds
-    ]
-    assert [worker.wait(timeout=60) for worker in workers] == [0] * len(workers)
-    recorded = json.loads((model / "manifest.json").read_text())["evaluation"]
-    assert sorted(r["seed"] for r in recorded if r["protocol"] == "p0") == list(seeds)
-    assert sorted(model.iterdir()) == sorted(model / p.name for p in (artifacts / "cond").iterdir())  # no lock file
-
-
-def test_a_record_at_spread_1_replaces_one_written_before_records_had_a_spread(artifacts, tmp_path):
-    model = tmp_path / "model"
-    shutil.copytree(artifacts / "cond", model)
-    old = {
-        "protocol": "p0",
-        "samples": 10000,
-        "seed": 0,
-        "class_sampling": "uniform",
-        "drs_rate": None,
-        "metrics": {"p0/fid": 9.0},
-    }
-    for record in (old, {**old, "spread": 0.9, "metrics": {"p0/fid": 12.0}}, {**old, "spread": 1.0}):
-        manifest = record_evaluation(model, record)
-    assert [(r.get("spread"), r["metrics"]["p0/fid"]) for r in manifest.evaluations()] == [(1.0, 9.0)]
-    assert [(r.get("spread"), r["metrics"]["p0/fid"]) for r in manifest.evaluations(spread=0.9)] == [(0.9, 12.0)]
-    assert len([r for r in manifest.to_json()["evaluation"] if r["protocol"] == "p0"]) == 2
-
-
-def test_the_manifest_default_spread_is_what_sampling_and_results_use(artifacts, tmp_path):
-    model = tmp_path / "model"
-    shutil.copytree(artifacts / "cond", model)
-    set_default_spread(model, 0.6, {"rule": "test", "reference": "none"})
-    gan = GanModel.load(model)
-    assert gan.default_spread == 0.6
-    default_images, _ = gan.generate(6, seed=1, digit=2)
-    assert np.array_equal(default_images, gan.generate(6, seed=1, digit=2, spread=0.6)[0])
-    assert not np.array_equal(default_images, gan.generate(6, seed=1, digit=2, spread=1.0)[0])
-
-    sampled = run_cli(
-        "sample", "--model", model, "--n", "6", "--seed", "1", "--digit", "2", "--npy", tmp_path / "a.npy"
-    )
-    assert sampled.returncode == 0 and "seed 1, spread 0.6)" in sampled.stdout
-    assert np.array_equal(np.load(tmp_path / "a.npy"), default_images)
-    plain = run_cli(
-        "sample",
-        "--model",
-        model,
-        "--n",
-        "6",
-        "--seed",
-        "1",
-        "--digit",
-        "2",
-        "--spread",
-        "1",
-        "--npy",
-        tmp_path / "b.npy",
-    )
-    assert plain.returncode == 0 and "spread 1)" in plain.stdout
-    assert not np.array_equal(np.load(tmp_path / "b.npy"), default_images)
-
-    # The model's P0 FID (what picks the default model) is the one at its default spread.
-    base = {"protocol": "p0", "samples": 10000, "seed": 0, "class_sampling": "uniform", "drs_rate": None}
-    record_evaluation(model, {**base, "spread": 1.0, "metrics": {"p0/fid": 9.0}})
-    manifest = record_evaluation(model, {**base, "spread": 0.6, "metrics": {"p0/fid": 7.0}})
-    assert manifest.p0_fid() == 7.0 and manifest.samplings() == [(None, 0.6), (None, 1.0)]
-
-
-@pytest.mark.parametrize(
-    "sampling, fragment",
-    [
-        ({"spread": 0}, "names a default spread 0; it must be a finite number > 0"),
-        ({"spread": "wide"}, "names a default spread 'wide'"),
-        ({}, "names a default spread None"),
-        ([0.9], "has a 'sampling' that is not a JSON object"),
-    ],
-)
-def test_a_bad_default_spread_is_refused_in_one_line(artifacts, tmp_path, sampling, fragment):
-    model = tmp_path / "model"
-    shutil.copytree(artifacts / "cond", model)
-    manifest = json.loads((model / "manifest.json").read_text())
-    (model / "manifest.json").write_text(json.dumps({**manifest, "sampling": sampling}))
-    result = run_cli("sample", "--model", model, "--out", tmp_path / "x.png")
-    assert_one_line_error(result, fragment)
-    assert not (tmp_path / "x.png").exists()
-    with pytest.raises(ArtifactError, match="must be a finite number"):
-        set_default_spread(artifacts / "cond", float("nan"), {})

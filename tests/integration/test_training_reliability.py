@@ -28,7 +28,8 @@ from training.config import resolve
 from training.run import CHECKPOINT_NAME, METRICS_NAME
 from training.trainer import Interrupted, Trainer, train
 
-from .conftest import DATA_ROOT, REPO, one_line_error_check, tiny_overrides
+from ..conftest import DATA_ROOT, REPO, one_line_error_check
+from .conftest import tiny_overrides
 
 REFUSING_PROXY = "http://127.0.0.1:9"  # nothing listens on the discard port: every download is refused at once
 OFFLINE = {name: REFUSING_PROXY for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}

@@ -14,8 +14,8 @@ from common.manifest import read_manifest
 from demo.app import build_app, launch
 from runtime.model import GanModel
 
-from .conftest import REPO
-from .test_demo import CONDITIONAL, demo_artifacts, demo_url, free_port  # noqa: F401 (fixtures)
+from ..conftest import REPO
+from .conftest import CONDITIONAL, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -30,7 +30,7 @@ pytestmark = [
 ]
 
 
-def test_generate_fills_the_gallery_in_a_browser(demo_url, demo_artifacts, tmp_path):  # noqa: F811 (fixtures)
+def test_generate_fills_the_gallery_in_a_browser(demo_url, demo_artifacts, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:

@@ -8,7 +8,6 @@ graph here, so that "what digit it reads" has a right answer on real MNIST digit
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import socket
@@ -19,107 +18,29 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from common.errors import UserError
-from common.manifest import read_manifest, sha256_hex
+from common.manifest import read_manifest
 from common.mnist import load_mnist_uint8
 from demo.app import build_app, launch
 from demo.images import MAX_UPLOAD_PIXELS, ImageRejected, read_image_file, to_mnist
 from demo.service import MAX_SAMPLES, DemoError, DemoModels
 from evaluation.records import set_default_spread
-from export.artifact import export_run
 from runtime.classifier import CLASSIFIER_FOLDER
 from runtime.model import GanModel
 
-from .conftest import DATA_ROOT, REPO
-from .test_export import train_tiny_run
+from ..conftest import DATA_ROOT, REPO
+from .conftest import CONDITIONAL, UNCONDITIONAL, free_port
 
 # Gradio's request queue uses pandas options that pandas 3 deprecates: not this project's to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
-
-UNCONDITIONAL, CONDITIONAL = "wgan_gp", "wgan_gp_cond"
-# Made-up P0 entries (these tiny models were never scored): the unconditional one is the default.
-P0_RESULTS = {
-    UNCONDITIONAL: [
-        {"protocol": "p0", "seed": 0, "metrics": {"p0/fid": 95.5, "p0/precision_k3": 0.61, "p0/recall_k3": 0.52}}
-    ],
-    CONDITIONAL: [
-        {"protocol": "p0", "seed": seed, "metrics": {"p0/fid": fid, "p0/precision_k3": 0.55, "p0/recall_k3": 0.47}}
-        for seed, fid in ((0, 119.25), (1, 121.25))
-    ]
-    + [
-        {"protocol": "p0", "seed": 0, "drs_rate": 0.2, "metrics": {"p0/fid": 110.0}},
-        {"protocol": "p0", "seed": 0, "spread": 0.9, "metrics": {"p0/fid": 130.0, "p0/precision_k3": 0.6}},
-    ],
-}
-
-
-def write_centroid_classifier(folder, images, labels):
-    """An ONNX nearest-centroid classifier: logits_d = x . mu_d - |mu_d|^2 / 2, x in [0, 1]^784."""
-    flat = images.reshape(len(images), -1).astype(np.float64) / 255.0
-    centroids = np.stack([flat[labels == d].mean(axis=0) for d in range(10)])
-    weights = numpy_helper.from_array(centroids.T.astype(np.float32), "weights")
-    bias = numpy_helper.from_array((-0.5 * (centroids**2).sum(axis=1)).astype(np.float32), "bias")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["images"], ["flat"], axis=1),
-            helper.make_node("Gemm", ["flat", "weights", "bias"], ["logits"]),
-        ],
-        "centroids",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [weights, bias],
-    )
-    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
-    folder.mkdir()
-    (folder / "classifier.onnx").write_bytes(data)
-    manifest = {
-        "name": CLASSIFIER_FOLDER,
-        "input": {"name": "images"},
-        "outputs": {"logits": ["N", 10]},
-        "files": {"classifier.onnx": {"sha256": sha256_hex(data), "bytes": len(data)}},
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.fixture(scope="session")
 def mnist_test():
     images, labels = load_mnist_uint8(DATA_ROOT, train=False)
     return images, labels
-
-
-@pytest.fixture(scope="session")
-def demo_artifacts(tmp_path_factory):
-    """An artifacts folder with both tiny models and the classifier; built once per session (both demo modules)."""
-    root = tmp_path_factory.getbasetemp() / "demo-artifacts"
-    if not root.exists():
-        staging = tmp_path_factory.mktemp("demo-staging")
-        for variant in (UNCONDITIONAL, CONDITIONAL):
-            run = train_tiny_run(staging / "runs", variant)
-            export_run(
-                run, "onnx", staging / "artifacts" / variant, DATA_ROOT, burn_in=1000, evaluation=P0_RESULTS[variant]
-            )
-        images, labels = load_mnist_uint8(DATA_ROOT, train=True)
-        write_centroid_classifier(staging / "artifacts" / CLASSIFIER_FOLDER, images[:5000], labels[:5000])
-        (staging / "artifacts").rename(root)
-    return root
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def demo_url(demo_artifacts):
-    app = build_app(demo_artifacts)
-    port = free_port()
-    launch(app, port=port, block=False)
-    yield f"http://127.0.0.1:{port}/"
-    app.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from runtime.registry import shipped_models
 from training.cli import main as train_gan
 from training.config import FIELDS, read_config_file, resolve, resolve_config_file
 
-REPO = Path(__file__).resolve().parents[1]
+from ..conftest import REPO
+
 CONFIGS = REPO / "configs"
 MODELS = {model.name: model for model in shipped_models(REPO / "artifacts")}
 

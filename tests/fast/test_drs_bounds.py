@@ -26,7 +26,7 @@ from runtime.model import (
     TimeLimitReached,
 )
 
-from .conftest import REPO, one_line_error_check
+from ..conftest import REPO, one_line_error_check
 
 MODEL = REPO / "artifacts" / "wgan_gp_cond_mlp"
 pytestmark = pytest.mark.skipif(not (MODEL / "manifest.json").exists(), reason=f"no shipped model at {MODEL}")

@@ -27,7 +27,7 @@ from common.files import TEMP_PREFIX, TEMP_SUFFIX
 from training.checkpoint import load_checkpoint
 from training.run import CHECKPOINT_NAME, METRICS_NAME
 
-from .conftest import DATA_ROOT, REPO, one_line_error_check
+from ..conftest import DATA_ROOT, REPO, one_line_error_check
 
 EPOCHS = 24
 # 128 images, batch 32: 4 steps an epoch, ~0.1 s on one busy core; plots and grids every 4 epochs.

@@ -17,8 +17,8 @@ import runtime.model
 from demo.app import build_app, launch
 from demo.service import MAX_PROPOSALS, REQUEST_SECONDS, DemoError, DemoModels
 
-from .conftest import REPO
-from .test_demo import free_port
+from ..conftest import REPO
+from .conftest import free_port
 
 CONDITIONAL, UNCONDITIONAL = "wgan_gp_cond_mlp", "wgan_gp_mlp"
 pytestmark = [

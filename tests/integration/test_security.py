@@ -18,8 +18,7 @@ import torch
 
 from demo.app import DEFAULT_HOST, MAX_UPLOAD_BYTES, build_app, launch, serve
 
-from .conftest import REPO
-from .test_bad_inputs import trained  # noqa: F401  (the module-scoped tiny exported model)
+from ..conftest import REPO
 
 # Pickle's relatives: each can run code from the bytes it reads.
 PICKLING_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
@@ -140,7 +139,7 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_on_defaults(trained):  # noqa: F811
+def demo_on_defaults(trained):
     app = build_app(trained["artifacts"])
     port = _free_port()
     launch(app, port=port, block=False)  # the default host

@@ -13,7 +13,7 @@ from common.mnist import DataError, load_mnist_uint8
 from training.config import ConfigError, resolve
 from training.presets import PRESETS
 
-from .conftest import DATA_ROOT, REPO, one_line_error_check
+from ..conftest import DATA_ROOT, REPO, one_line_error_check
 
 
 def run_cli(*args, **env):

@@ -1,5 +1,6 @@
 """Property tests of argument validation: whatever the values, a valid result or a one-line refusal,
-never another exception (which would reach the user as a traceback)."""
+never another exception (which would reach the user as a traceback). The demo's validation rules, torch-free,
+are in tests/fast/test_validation.py."""
 
 from __future__ import annotations
 
@@ -11,36 +12,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from common.validation import InvalidRequest, check_rate, check_rate_or_off, check_seed, check_spread
-from demo.service import MAX_SEED, SPREAD_RANGE
 from runtime.cli import MAX_IMAGES
 from runtime.cli import main as runtime_main
 from runtime.registry import ARTIFACTS_ENV
 from training.config import FIELDS, MAX_INT, ConfigError, resolve
 from training.presets import PRESETS
 
-from .test_bad_inputs import MODEL, trained  # noqa: F401  (the module-scoped tiny exported model)
-
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-ANY_VALUE = st.one_of(
-    st.integers(),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.booleans(),
-    st.text(max_size=8),
-    st.none(),
-    st.lists(st.integers(), max_size=2),
-)
-NUMBERS = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True))
-
-
-def one_line(error: Exception) -> bool:
-    return bool(str(error)) and "\n" not in str(error)
+from ..conftest import ANY_VALUE, NUMBERS, PROPERTY_SETTINGS, one_line
+from .conftest import MODEL
 
 
 # ---------------------------------------------------------------------- train-gan's configuration
@@ -99,7 +82,7 @@ SAMPLE_OPTIONS = st.tuples(
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(args=SAMPLE_OPTIONS)
-def test_gan_runtime_sample_arguments_give_a_grid_or_one_error_line(trained, args):  # noqa: F811
+def test_gan_runtime_sample_arguments_give_a_grid_or_one_error_line(trained, args):
     previous_argv, previous_root = sys.argv, os.environ.get(ARTIFACTS_ENV)
     os.environ[ARTIFACTS_ENV] = str(trained["artifacts"])
     try:
@@ -121,42 +104,3 @@ def test_gan_runtime_sample_arguments_give_a_grid_or_one_error_line(trained, arg
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("gan-runtime: error: "), err
         assert written == []
-
-
-# ---------------------------------------------------------------------- the validation rules, as the demo uses them
-@PROPERTY_SETTINGS
-@given(value=ANY_VALUE)
-def test_demo_whole_numbers_are_in_range_or_refused(value):
-    try:
-        seed = check_seed(value, "the seed", MAX_SEED)
-    except InvalidRequest as error:
-        assert one_line(error)
-        return
-    assert type(seed) is int and 0 <= seed <= MAX_SEED and seed == value
-
-
-@PROPERTY_SETTINGS
-@given(value=ANY_VALUE)
-def test_demo_numbers_are_finite_and_in_range_or_refused(value):
-    try:
-        spread = check_spread(value, "the latent spread", SPREAD_RANGE)
-    except InvalidRequest as error:
-        assert one_line(error)
-        return
-    assert type(spread) is float and SPREAD_RANGE[0] <= spread <= SPREAD_RANGE[1]
-
-
-@PROPERTY_SETTINGS
-@given(value=ANY_VALUE, allow_off=st.booleans())
-def test_demo_drs_rates_are_in_0_1_or_off_or_refused(value, allow_off):
-    try:
-        rate = (
-            check_rate_or_off(value, "the DRS target rate") if allow_off else check_rate(value, "the DRS target rate")
-        )
-    except InvalidRequest as error:
-        assert one_line(error)
-        return
-    if rate is None:
-        assert allow_off and value == 0
-    else:
-        assert type(rate) is float and 0 < rate <= 1 and np.isfinite(rate)
