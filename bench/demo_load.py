@@ -19,18 +19,15 @@ import platform
 import socket
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio
 import httpx
-import numpy as np
 import onnxruntime
 import typer
 from gradio_client import Client
-from machine import cpu_name
+from machine import cpu_name, latency_summary, together
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
@@ -87,48 +84,28 @@ def main(
         )
         client.predict(name, samples, "any", drs, 0, 1.0, api_name="/generate")  # warm-up
 
-        start = threading.Barrier(requests)
+        def one_request(seed: int) -> str | None:
+            gallery, _, _ = client.predict(name, samples, "any", drs, seed, 1.0, api_name="/generate")
+            if fetch_images:
+                with httpx.Client() as connection:
+                    for item in gallery:
+                        connection.get(item["image"]["url"]).raise_for_status()
+            return None if len(gallery) == samples else f"{len(gallery)} images instead of {samples}"
 
-        def one_request(seed: int) -> tuple[float, str | None]:
-            start.wait()  # all threads send together
-            began = time.perf_counter()
-            try:
-                gallery, _, _ = client.predict(name, samples, "any", drs, seed, 1.0, api_name="/generate")
-                problem = None if len(gallery) == samples else f"{len(gallery)} images instead of {samples}"
-                if fetch_images:
-                    with httpx.Client() as connection:
-                        for item in gallery:
-                            connection.get(item["image"]["url"]).raise_for_status()
-            except Exception as error:  # a failed request is what this benchmark counts
-                problem = f"{type(error).__name__}: {error}"
-            return time.perf_counter() - began, problem
-
-        began = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=requests) as pool:
-            outcomes = list(pool.map(one_request, range(1, requests + 1)))
-        wall = time.perf_counter() - began
+        outcomes, wall = together(requests, one_request)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
-    latencies = np.array([latency for latency, _ in outcomes])
-    failures = [problem for _, problem in outcomes if problem is not None]
     print(
         json.dumps(
             {
                 "benchmark": "demo_load_generate",
                 "model": name,
-                "requests": requests,
                 "samples_per_request": samples,
                 "drs_rate": drs or None,
                 "images_fetched": fetch_images,
-                "failures": len(failures),
-                "failure_examples": failures[:3],
-                "latency_p50_s": round(float(np.percentile(latencies, 50)), 3),
-                "latency_p95_s": round(float(np.percentile(latencies, 95)), 3),
-                "latency_max_s": round(float(latencies.max()), 3),
-                "wall_s": round(wall, 3),
-                "requests_per_s": round(requests / wall, 2),
+                **latency_summary(outcomes, wall),
                 "machine": {
                     "cpu": cpu_name(),
                     "cores": os.cpu_count(),

@@ -21,54 +21,18 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import typer
-from machine import cpu_name
+from machine import cpu_name, latency_summary, together
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from common.images import grid_png  # noqa: E402
 from runtime.model import GanModel  # noqa: E402
-
-
-def _latency_summary(latencies: list[float], failures: list[str], wall: float) -> dict:
-    values = np.array(latencies)
-    return {
-        "requests": len(latencies),
-        "failures": len(failures),
-        "failure_examples": failures[:3],
-        "latency_p50_s": round(float(np.percentile(values, 50)), 3),
-        "latency_p95_s": round(float(np.percentile(values, 95)), 3),
-        "latency_max_s": round(float(values.max()), 3),
-        "wall_s": round(wall, 3),
-        "requests_per_s": round(len(latencies) / wall, 2),
-    }
-
-
-def _together(count: int, work) -> tuple[list, float]:
-    """Run work(i) for i in 1..count on `count` threads released at once; (outcomes, wall seconds)."""
-    start = threading.Barrier(count)
-
-    def timed(index: int):
-        start.wait()
-        began = time.perf_counter()
-        try:
-            problem = work(index)
-        except Exception as error:  # a failed request is what this benchmark counts
-            problem = f"{type(error).__name__}: {error}"
-        return time.perf_counter() - began, problem
-
-    began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        outcomes = list(pool.map(timed, range(1, count + 1)))
-    return outcomes, time.perf_counter() - began
 
 
 def shared_model_load(model: GanModel, requests: int, samples: int, drs_rate: float | None) -> dict:
@@ -85,12 +49,12 @@ def shared_model_load(model: GanModel, requests: int, samples: int, drs_rate: fl
         same = np.array_equal(images, expected[seed][0]) and np.array_equal(logits, expected[seed][1])
         return None if same else f"seed {seed}: not what a lone request returns"
 
-    outcomes, wall = _together(requests, concurrent)
+    outcomes, wall = together(requests, concurrent)
     return {
         "kind": "threads sharing one GanModel",
         "samples_per_request": samples,
         "drs_rate": drs_rate,
-        **_latency_summary([t for t, _ in outcomes], [p for _, p in outcomes if p], wall),
+        **latency_summary(outcomes, wall),
     }
 
 
@@ -129,11 +93,11 @@ def process_load(model: GanModel, processes: int, samples: int) -> dict:
                 return f"seed {seed}: exit {result.returncode}: {result.stderr.strip()[-200:]}"
             return None if out.read_bytes() == expected[seed] else f"seed {seed}: grid differs from a lone run's"
 
-        outcomes, wall = _together(processes, one_process)
+        outcomes, wall = together(processes, one_process)
     return {
         "kind": "gan-runtime sample processes",
         "samples_per_request": samples,
-        **_latency_summary([t for t, _ in outcomes], [p for _, p in outcomes if p], wall),
+        **latency_summary(outcomes, wall),
     }
 
 

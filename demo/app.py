@@ -302,16 +302,9 @@ HOST_ENV, PORT_ENV = "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"  # Gradio's own 
 def launch(app: gr.Blocks, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, block: bool = True) -> None:
     """Serve `app`; with block=False return once it listens (tests, benchmarks: app.close() stops it)."""
     app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
-    app.launch(
-        server_name=host,
-        server_port=port,
-        max_file_size=MAX_UPLOAD_BYTES,
-        css=CSS,
-        ssr_mode=False,
-        show_error=False,
-        prevent_thread_lock=not block,
-        quiet=not block,
-    )
+    where = dict(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block)
+    # our styles; refusals as one line on the page, never a traceback
+    app.launch(max_file_size=MAX_UPLOAD_BYTES, css=CSS, ssr_mode=False, show_error=False, **where)
 
 
 cli = typer.Typer(add_completion=False, rich_markup_mode=None)

@@ -6,6 +6,7 @@ DemoError (or the runtime's InvalidRequest) with a one-line message that the pag
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from pathlib import Path
@@ -187,15 +188,8 @@ class DemoModels:
         spread = check_spread(spread, "the latent spread", SPREAD_RANGE)
         bound = min(MAX_PROPOSALS, math.ceil(10 * count / rate)) if rate is not None else None
         try:
-            images, stats = model.generate(
-                count,
-                seed=seed,
-                digit=chosen,
-                drs_rate=rate,
-                spread=spread,
-                max_proposals=bound,
-                max_seconds=REQUEST_SECONDS,
-            )
+            draw = functools.partial(model.generate, seed=seed, digit=chosen, drs_rate=rate, spread=spread)
+            images, stats = draw(count, max_proposals=bound, max_seconds=REQUEST_SECONDS)
         except RequestTooCostly as refused:
             what = f"DRS at a target rate of {rate:g}" if rate is not None else "Generating"
             cost = (

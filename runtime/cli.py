@@ -116,16 +116,8 @@ def sample(
     _require_digit_support(gan, digit)
     spread = gan.default_spread if spread is None else spread
     with progress_bar("accepted" if drs is not None else "generated", n, enabled=not quiet) as progress:
-        images, stats = gan.generate(
-            n,
-            seed=seed,
-            digit=digit,
-            drs_rate=drs,
-            spread=spread,
-            batch_size=batch_size,
-            max_proposals=max_proposals,
-            progress=progress,
-        )
+        draw = functools.partial(gan.generate, seed=seed, digit=digit, drs_rate=drs, spread=spread)
+        images, stats = draw(n, batch_size=batch_size, max_proposals=max_proposals, progress=progress)
     if out_dir is not None:
         _write_png_folder(out_dir, images)
         target = f"{out_dir}/ ({n} PNGs)"

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image
 
 from common.manifest import read_manifest
-from evaluation.cli import main
 from training.config import ConfigError, resolve
 from training.trainer import Trainer, train
 
@@ -43,21 +42,6 @@ def run_eval_process(*args):
         env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT)},
         timeout=300,
     )
-
-
-@pytest.fixture
-def run_eval(monkeypatch, capsys):
-    """The same entry point in this process (importing torch per call would dominate the test time)."""
-    monkeypatch.setenv("GAN_DATA_ROOT", str(DATA_ROOT))
-
-    def run(*args):
-        monkeypatch.setattr(sys, "argv", ["eval-gan", *map(str, args)])
-        with pytest.raises(SystemExit) as stopped:
-            main()
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, stopped.value.code, captured.out, captured.err)
-
-    return run
 
 
 assert_one_line_error = one_line_error_check("eval-gan")
