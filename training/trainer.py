@@ -21,6 +21,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from common.cli import shows_progress
 from common.files import atomic_write_bytes, atomic_write_text
 from common.images import grid_png, unit_to_uint8
 from evaluation.figures import plot_metrics
@@ -316,7 +317,7 @@ class Trainer:
 
     @functools.cached_property
     def evaluator(self) -> Evaluator:
-        return Evaluator(self.cfg.eval_protocol, self.data_root, progress=not self.quiet)
+        return Evaluator(self.cfg.eval_protocol, self.data_root, progress=shows_progress(self.quiet))
 
     def evaluate(self) -> dict:
         """The sampling generator's metrics under cfg.eval_protocol, keyed PROTOCOL/metric ({} for none)."""
@@ -329,7 +330,7 @@ class Trainer:
             self.cfg.seed + EVAL_NOISE_SEED_OFFSET,
             None,
             self.data_root,
-            progress=not self.quiet,
+            progress=shows_progress(self.quiet),
         )
         return self.evaluator.score(samples)["metrics"]
 
@@ -409,7 +410,7 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                 with tqdm(
                     total=trainer.steps_per_epoch,
                     initial=trainer.step,
-                    disable=trainer.quiet,
+                    disable=not shows_progress(trainer.quiet),
                     desc=f"epoch {trainer.epoch + 1}/{cfg.epochs}",
                     unit="step",
                     leave=False,
