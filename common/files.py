@@ -49,14 +49,14 @@ def check_output_file(path: Path, what: str = "output", suffix: str | None = Non
     """The file to write for `path` (a symlink's target), after checking the rule above; `what` names the
     option in the error line, `suffix` is the extension the format needs."""
     path = Path(path)
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise OutputError(f"{what} {path} must end in {suffix} (the file is written as {suffix[1:].upper()})")
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     if target.is_symlink():  # a link that leads nowhere: realpath stopped at a loop
         raise OutputError(f"{what} {path} is a symlink that leads to no file (a loop)")
     if target.exists() and not target.is_file():
-        kind = "a folder" if target.is_dir() else "not a regular file (a device, FIFO or socket)"
+        kind = "a folder, not a file" if target.is_dir() else "not a regular file (a device, FIFO or socket)"
         raise OutputError(f"{what} {path} is {kind}; give the path of a file to write")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise OutputError(f"{what} {path} must end in {suffix} (the file is written as {suffix[1:].upper()})")
     _check_parent(path, target, what)
     return target
 

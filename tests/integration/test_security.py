@@ -117,7 +117,7 @@ def test_the_inception_weights_are_loaded_as_tensors_only(monkeypatch):
 # ---------------------------------------------------------------------- the demo's network surface
 def test_the_demo_listens_on_loopback_unless_told_otherwise():
     assert DEFAULT_HOST == "127.0.0.1"
-    assert inspect.signature(serve).parameters["host"].default.default == DEFAULT_HOST
+    assert inspect.signature(serve).parameters["host"].default == DEFAULT_HOST
     assert inspect.signature(launch).parameters["host"].default == DEFAULT_HOST
 
 
