@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from common.cli import run_app, validated
+from common.cli import checked_option, run_app
 from common.errors import UserError
 from common.manifest import ARTIFACTS_ENV, artifacts_root
 from common.mnist import DATA_ROOT_ENV, resolve_data_root
@@ -26,6 +26,10 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 class GraphFormat(StrEnum):
     onnx = "onnx"
     torchscript = "torchscript"
+
+
+AT_LEAST_BURN_IN = functools.partial(check_whole, low=MIN_BURN_IN)
+BURN_IN_HELP = f"generated samples for D~_M and gamma (D~_M is a maximum over at least {MIN_BURN_IN:,} samples)"
 
 
 def default_output(run_dir: Path, graph_format: str) -> Path:
@@ -47,20 +51,8 @@ def export_command(
         typer.Option("--out", show_default=False, help=f"artifact folder [${ARTIFACTS_ENV} or artifacts/]/RUN_NAME"),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing artifact folder")] = False,
-    burn_in: Annotated[
-        int,
-        typer.Option(
-            "--burn-in",
-            callback=validated(functools.partial(check_whole, low=MIN_BURN_IN), "--burn-in"),
-            help=f"generated samples for D~_M and gamma (D~_M is a maximum over at least {MIN_BURN_IN:,} samples)",
-        ),
-    ] = MIN_BURN_IN,
-    seed: Annotated[
-        int,
-        typer.Option(
-            "--seed", callback=validated(check_seed, "--seed"), help="seed of the calibration and burn-in samples"
-        ),
-    ] = 0,
+    burn_in: Annotated[int, checked_option(AT_LEAST_BURN_IN, "--burn-in", help=BURN_IN_HELP)] = MIN_BURN_IN,
+    seed: Annotated[int, checked_option(check_seed, "--seed", help="seed of the calibration and burn-in samples")] = 0,
     evaluation: Annotated[
         Path | None,
         typer.Option(
