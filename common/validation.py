@@ -42,6 +42,15 @@ def check_digit(digit, what: str = "digit") -> int:
     return check_whole(digit, what, 0, NUM_DIGITS - 1)
 
 
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA where there is one, else the CPU
+
+
+def check_device(device, what: str = "device") -> str:
+    if device not in DEVICES:
+        raise InvalidRequest(f"{what} must be one of {', '.join(DEVICES)}, got {device!r}")
+    return device
+
+
 def check_rate(rate, what: str = "DRS rate", off: str = "") -> float:
     """A DRS target acceptance rate in (0, 1]."""
     if not (_is_number(rate) and 0.0 < rate <= 1.0):

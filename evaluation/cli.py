@@ -61,6 +61,8 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress ba
 SamplesOption = Annotated[int | None, typer.Option("--n", min=1, show_default=False, help="samples [the protocol's]")]
 RawGeneratorOption = Annotated[bool, typer.Option("--raw-generator", help=RAW_HELP)]
 ArtifactArgument = Annotated[Path, typer.Argument(help="an exported artifact folder")]
+DEVICE_HELP = "where Inception and the classifier run: cuda, cpu, or auto (CUDA when torch sees a GPU)"
+DeviceOption = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 # The options every scoring command takes after its own: name -> (option, default).
 SCORING_OPTIONS = {
     "protocol": (ProtocolOption, "p0"),
@@ -69,6 +71,7 @@ SCORING_OPTIONS = {
     "json_path": (JsonOption, None),
     "markdown_path": (MarkdownOption, None),
     "quiet": (QuietOption, False),
+    "device": (DeviceOption, "auto"),
 }
 
 
@@ -82,13 +85,14 @@ class Scoring:
     json_path: Path | None
     markdown_path: Path | None
     quiet: bool
+    device: str
 
     @functools.cached_property
     def root(self) -> Path:
         return resolve_data_root(self.data_root)
 
     def evaluator(self, holdout: bool = False) -> Evaluator:
-        return Evaluator(self.protocol, self.root, progress=shows_progress(self.quiet), holdout=holdout)
+        return Evaluator(self.protocol, self.root, shows_progress(self.quiet), holdout, self.device)
 
     def report(self, study: str, records: list[dict], evaluator: Evaluator, **label) -> None:
         """Print the Markdown table (the protocol's floor under it) and write the requested files."""

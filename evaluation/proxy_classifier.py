@@ -68,17 +68,19 @@ def to_unit(images_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def classify(model: MnistClassifier, images_uint8: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def classify(
+    model: MnistClassifier, images_uint8: np.ndarray, progress: bool = False, device: torch.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(features float32 [N, 64], predicted digits int64 [N]) in batches."""
     features, predictions = [], []
     model = model.to(memory_format=torch.channels_last)  # channels-last convolutions: ~1.6x faster on CPU here
     for start in tqdm(
         range(0, len(images_uint8), BATCH), desc="classifier features", unit="batch", disable=not progress, leave=False
     ):
-        batch = to_unit(images_uint8[start : start + BATCH]).contiguous(memory_format=torch.channels_last)
-        logits, batch_features = model(batch)
-        features.append(batch_features.numpy())
-        predictions.append(logits.argmax(dim=1).numpy())
+        batch = to_unit(images_uint8[start : start + BATCH]).to(device or "cpu")
+        logits, batch_features = model(batch.contiguous(memory_format=torch.channels_last))
+        features.append(batch_features.cpu().numpy())
+        predictions.append(logits.argmax(dim=1).cpu().numpy())
     return np.concatenate(features), np.concatenate(predictions)
 
 

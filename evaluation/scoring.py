@@ -14,7 +14,7 @@ from common.validation import NUM_DIGITS
 
 from . import EvaluationError
 from .cache import Reference, cache_dir, load_reference, read_floor, reference_key, shipped_floor
-from .features import EXTRACTORS, Features
+from .features import EXTRACTORS, Features, torch_device
 from .fid import frechet_distance, gaussian_stats
 from .prdc import check_enough, precision_recall
 from .protocols import PROTOCOLS, REFERENCE_SET
@@ -52,13 +52,16 @@ class Evaluator:
     input is reported before any long step.
     """
 
-    def __init__(self, protocol: str, data_root: Path, progress: bool = False, holdout: bool = False):
+    def __init__(
+        self, protocol: str, data_root: Path, progress: bool = False, holdout: bool = False, device: str = "cpu"
+    ):
         if protocol not in PROTOCOLS:
             raise EvaluationError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
         self.protocol = PROTOCOLS[protocol]
         self.data_root = data_root
         self.progress = progress
         self.holdout = holdout
+        self.device = torch_device(device)  # checked now: bad input before any long step
 
     @property
     def reference_set(self) -> str:
@@ -72,7 +75,7 @@ class Evaluator:
 
     @functools.cached_property
     def extractor(self):
-        return EXTRACTORS[self.protocol.features]()
+        return EXTRACTORS[self.protocol.features](self.device)
 
     @functools.cached_property
     def real_images(self) -> np.ndarray:

@@ -105,7 +105,7 @@ def rejection_study(
         check_enough(round(n * keep), evaluator.protocol.ks, f"kept ({keep:g} of {n})")
     samples = sample_artifact(folder, n, seed, None, data_root)
     features = evaluator.extractor(samples.images, evaluator.progress)
-    classifier = ClassifierFeatures()
+    classifier = ClassifierFeatures(evaluator.device)
     bank = classifier(load_holdout_set(data_root, HOLDOUT_IMAGES)[0]).vectors
     scores = {
         "random": np.random.default_rng(seed).random(n),

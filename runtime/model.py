@@ -29,6 +29,7 @@ from common.validation import (
     NUM_DIGITS,
     InvalidRequest,
     check_count,
+    check_device,
     check_digit,
     check_rate,
     check_seed,
@@ -38,7 +39,6 @@ from common.validation import (
 
 from .registry import locate
 
-DEVICES = ("auto", "cpu", "cuda")
 # Images per graph run: on 2 cores 256 runs as fast as 1024 (see bench/runtime_speed.py) and keeps
 # a 10,000-image run under ~150 MB of peak memory.
 DEFAULT_BATCH_SIZE = 256
@@ -107,8 +107,7 @@ class Scores:
 
 
 def _providers(device: str) -> list[str]:
-    if device not in DEVICES:
-        raise InvalidRequest(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    check_device(device)
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if device == "cuda" and not has_cuda:
         raise InvalidRequest("device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu)")

@@ -13,6 +13,7 @@ import torch
 
 from common.errors import UserError
 from common.mnist import HOLDOUT_IMAGES
+from common.validation import DEVICES
 from evaluation.protocols import PROTOCOLS
 
 from .objectives import CONSTRAINTS, OBJECTIVES, OPTIMIZERS
@@ -109,7 +110,7 @@ CHOICES = {
     "prior": tuple(PRIORS),
     "objective": tuple(OBJECTIVES),
     "lipschitz": tuple(CONSTRAINTS),
-    "device": ("auto", "cpu", "cuda"),
+    "device": DEVICES,
     "precision": ("fp32", "bf16"),
     "optimizer": tuple(OPTIMIZERS),
     "eval_protocol": (*PROTOCOLS, "none"),

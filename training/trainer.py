@@ -317,7 +317,7 @@ class Trainer:
 
     @functools.cached_property
     def evaluator(self) -> Evaluator:
-        return Evaluator(self.cfg.eval_protocol, self.data_root, progress=shows_progress(self.quiet))
+        return Evaluator(self.cfg.eval_protocol, self.data_root, shows_progress(self.quiet), device=self.device.type)
 
     def evaluate(self) -> dict:
         """The sampling generator's metrics under cfg.eval_protocol, keyed PROTOCOL/metric ({} for none)."""
