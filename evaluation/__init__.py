@@ -1,4 +1,4 @@
-"""Evaluation: FID, precision/recall, density/coverage under named protocols (see ../shared/PROTOCOL.md).
+"""Evaluation: FID, precision/recall, density/coverage under named protocols (docs/protocol.md).
 
 Every number carries its protocol's name: `p0` (pytorch-fid Inception pool3, the reported one) or
 `proxy` (the features of the project's small MNIST classifier, for monitoring). This module stays

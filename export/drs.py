@@ -1,4 +1,4 @@
-"""DRS calibration (Azadi et al. 2019, ../shared/SPEC.md) of a trained model, before export.
+"""DRS calibration (Azadi et al. 2019; docs/artifacts.md) of a trained model, before export.
 
 1. The critic is frozen. A sigmoid head D~(x) = scale * s(x) + bias on its raw score s(x) is fitted
    with BCE on held-out real MNIST images (label 1: the run's held-out tail of MNIST train, never

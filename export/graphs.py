@@ -1,4 +1,4 @@
-"""The exported graphs (contract in runtime/manifest.py) and their ONNX / TorchScript serialisation.
+"""The exported graphs (contract in common/manifest.py) and their ONNX / TorchScript serialisation.
 
 The generator graph bakes in the prior (mixture means and sigmas, per-digit a_i / b_i), the
 generator, the frozen critic and the DRS head; the critic graph is the frozen critic and the

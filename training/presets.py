@@ -1,7 +1,7 @@
 """One preset per variant: its hyperparameters, its prior and its objective, stated once.
 
 Each preset lists only what differs from `TrainConfig`'s defaults (the course template), as
-StudioGAN's YAMLs do. Defaults are the seeds' settings (../shared/SPEC.md).
+StudioGAN's YAMLs do. Defaults are the seeds' settings (docs/design.md).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "wgan_wc": Preset(
         "WGAN with weight clipping to [-c, c], RMSProp (logs the share of weights at +-c, per critic layer)",
-        # Arjovsky et al.'s Algorithm 1: RMSProp at lr 5e-5 (README: the c sweep with RMSProp and Adam).
+        # Arjovsky et al.'s Algorithm 1: RMSProp at lr 5e-5 (docs/training.md: the c sweep with RMSProp and Adam).
         dict(_WGAN, lipschitz="clip", clip_value=0.09, n_critic=5, optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5),
     ),
     "wgan_gp": Preset(
