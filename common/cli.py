@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -30,6 +30,10 @@ def run_app(app: typer.Typer, prog: str) -> None:
         print(f"{prog}: error: {error.format_message()}", file=sys.stderr)
         sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+# Every long-running command's --quiet; progress is drawn only when shows_progress() says so.
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar (none either when not a terminal)")]
 
 
 def shows_progress(quiet: bool) -> bool:

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from common.cli import checked_option, run_app, shows_progress
+from common.cli import QuietOption, checked_option, run_app, shows_progress
 from common.files import check_output_file
 from common.manifest import artifacts_root, record_sampling, sampling_label
 from common.mnist import DATA_ROOT_ENV, HOLDOUT_IMAGES, load_mnist_uint8, resolve_data_root
@@ -57,7 +57,6 @@ MARKDOWN_FILE = functools.partial(check_output_file, suffix=".md")
 PNG_FILE = functools.partial(check_output_file, suffix=".png")
 JsonOption = Annotated[Path | None, checked_option(JSON_FILE, "--json", help="also write the records as JSON")]
 MarkdownOption = Annotated[Path | None, checked_option(MARKDOWN_FILE, "--markdown", help="also write the table")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars (none either when not a terminal)")]
 SamplesOption = Annotated[int | None, typer.Option("--n", min=1, show_default=False, help="samples [the protocol's]")]
 RawGeneratorOption = Annotated[bool, typer.Option("--raw-generator", help=RAW_HELP)]
 ArtifactArgument = Annotated[Path, typer.Argument(help="an exported artifact folder")]

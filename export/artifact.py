@@ -35,6 +35,7 @@ def export_run(
     force: bool = False,
     raw_generator: bool = False,
     match_intensities: bool = False,
+    progress: bool = False,
 ) -> Manifest:
     """Calibrate DRS on the run's held-out images, export both graphs, write `out`; returns the manifest.
 
@@ -53,7 +54,9 @@ def export_run(
         curve, intensity_fit = fit_tone_curve(generator, real_train, trained.cfg.latent_dim, seed)
         generator = MatchedGenerator(generator, curve.eval())
     real_images, real_labels = load_holdout_set(data_root, trained.cfg.holdout)
-    calibration = calibrate(generator, critic, real_images, real_labels, trained.cfg.latent_dim, burn_in, seed)
+    calibration = calibrate(
+        generator, critic, real_images, real_labels, trained.cfg.latent_dim, burn_in, seed, progress
+    )
 
     manifest = build_manifest(trained, calibration, graph_format, evaluation or [], out, intensity_fit)
     head = DrsHead(calibration.scale, calibration.bias, calibration.max_logit, calibration.epsilon)

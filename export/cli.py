@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from common.cli import checked_option, run_app
+from common.cli import QuietOption, checked_option, run_app, shows_progress
 from common.errors import UserError
 from common.manifest import ARTIFACTS_ENV, artifacts_root
 from common.mnist import DATA_ROOT_ENV, resolve_data_root
@@ -83,6 +83,7 @@ def export_command(
             "saturated strokes); fitted on train data only",
         ),
     ] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Calibrate DRS on a run's held-out images and export its generator and critic graphs with their manifest."""
     if not (run_dir / "config.json").is_file():
@@ -100,6 +101,7 @@ def export_command(
         force,
         raw_generator,
         match_intensities,
+        progress=shows_progress(quiet),
     )
     typer.echo(
         json.dumps(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from common.drs import EPSILON, RATE_GRID, drs_f, gamma_table
 from common.manifest import DrsCalibration
@@ -51,12 +52,12 @@ def sample_labels(generator: GeneratorBundle, n: int, rng: torch.Generator) -> t
 
 @torch.no_grad()
 def generated_scores(
-    generator: GeneratorBundle, critic: nn.Module, n: int, rng: torch.Generator, latent_dim: int
+    generator: GeneratorBundle, critic: nn.Module, n: int, rng: torch.Generator, latent_dim: int, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """(raw critic scores, labels) of n generated images."""
     labels = sample_labels(generator, n, rng)
     scores = []
-    for start in range(0, n, _BATCH):
+    for start in tqdm(range(0, n, _BATCH), desc="DRS calibration", unit="batch", disable=not progress, leave=False):
         batch = labels[start : start + _BATCH]
         eps = torch.randn(len(batch), latent_dim, generator=rng)
         scores.append(critic(generator(eps, batch), batch))
@@ -105,6 +106,7 @@ def calibrate(
     latent_dim: int,
     burn_in: int = MIN_BURN_IN,
     seed: int = 0,
+    progress: bool = False,
 ) -> DrsCalibration:
     """Fit the head, estimate D~_M and solve the gamma tables. `critic` must already be frozen.
 
@@ -112,10 +114,10 @@ def calibrate(
     """
     rng = torch.Generator().manual_seed(seed)
     real_scores = critic_scores(critic, to_signed_unit(real_images), torch.from_numpy(real_labels).long())
-    fake_scores, _ = generated_scores(generator, critic, len(real_images), rng, latent_dim)
+    fake_scores, _ = generated_scores(generator, critic, len(real_images), rng, latent_dim, progress)
     scale, bias, fit = fit_logistic_head(real_scores, fake_scores)
 
-    burn_scores, burn_labels = generated_scores(generator, critic, burn_in, rng, latent_dim)
+    burn_scores, burn_labels = generated_scores(generator, critic, burn_in, rng, latent_dim, progress)
     logits = scale * burn_scores + bias
     max_logit = float(logits.max())
     f = drs_f(logits, max_logit, EPSILON)

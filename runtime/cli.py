@@ -14,7 +14,7 @@ import numpy as np
 import typer
 from PIL import Image, UnidentifiedImageError
 
-from common.cli import checked_option, run_app
+from common.cli import QuietOption, checked_option, run_app
 from common.errors import UserError
 from common.files import atomic_write_bytes, check_output_file, check_output_folder, staged_folder
 from common.images import grid_png, png_bytes
@@ -77,12 +77,14 @@ def _require_digit_support(model: GanModel, digit: int | None) -> None:
         )
 
 
-def _write_png_folder(folder: Path, images: np.ndarray) -> None:
+def _write_png_folder(folder: Path, images: np.ndarray, quiet: bool) -> None:
     """One PNG per image, NNNNN.png, into a new (or empty) folder, which appears whole or not at all."""
     width = max(5, len(str(len(images) - 1)))
-    with staged_folder(folder) as staging:
+    with staged_folder(folder) as staging, progress_bar("written", len(images), enabled=not quiet) as progress:
         for index, image in enumerate(images):
             (staging / f"{index:0{width}d}.png").write_bytes(png_bytes(image))
+            if progress is not None:
+                progress(index + 1, len(images))
 
 
 @app.command(
@@ -104,7 +106,7 @@ def sample(
     device: DeviceOption = Device.auto,
     batch_size: Annotated[int, checked_option(check_count, "--batch-size", help=BATCH_HELP)] = DEFAULT_BATCH_SIZE,
     max_proposals: Annotated[int | None, checked_option(check_count, "--max-proposals", help=BOUND_HELP)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar (drawn only on a terminal)")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Generate digits: a grid PNG (default grid.png), one PNG per image, or a .npy array."""
     chosen = [flag for flag, value in (("--out", out), ("--out-dir", out_dir), ("--npy", npy)) if value is not None]
@@ -119,7 +121,7 @@ def sample(
         draw = functools.partial(gan.generate, seed=seed, digit=digit, drs_rate=drs, spread=spread)
         images, stats = draw(n, batch_size=batch_size, max_proposals=max_proposals, progress=progress)
     if out_dir is not None:
-        _write_png_folder(out_dir, images)
+        _write_png_folder(out_dir, images, quiet)
         target = f"{out_dir}/ ({n} PNGs)"
     elif npy is not None:
         buffer = io.BytesIO()

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from common.cli import run_app
+from common.cli import QuietOption, run_app
 from common.errors import UserError
 from common.files import OutputError, atomic_write_text, remove_unfinished_writes
 from common.mnist import DATA_ROOT_ENV, resolve_data_root
@@ -140,7 +140,7 @@ def _build_signature() -> inspect.Signature:
             None,
             typer.Option("--data-root", help=f"MNIST root [${DATA_ROOT_ENV} or ~/.cache]"),
         ),
-        ("quiet", bool, False, typer.Option("--quiet", "-q", help="no progress bar (CI)")),
+        ("quiet", bool, False, QuietOption.__metadata__[0]),
     ]
     for name, field in FIELDS.items():
         if name == "variant":
