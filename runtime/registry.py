@@ -141,18 +141,24 @@ def best_model(models: list[ShippedModel]) -> tuple[ShippedModel, str | None]:
     return first, f"no manifest records a P0 FID; using {first.name} (first by name)"
 
 
-def default_root() -> Path:
-    """The first folder on the search path that holds a runnable model (the first one when none does)."""
+def _default_folder() -> tuple[Path, list[ShippedModel]]:
+    """The first folder on the search path that holds a runnable model, and its models (read once)."""
     roots = model_roots()
     for root in roots:
-        if runnable(shipped_models(root.folder)):
-            return root.folder
-    return roots[0].folder if roots else artifacts_root()
+        models = shipped_models(root.folder, root.source)
+        if runnable(models):
+            return root.folder, models
+    return (roots[0].folder if roots else artifacts_root()), []
+
+
+def default_root() -> Path:
+    """The first folder on the search path that holds a runnable model (the first one when none does)."""
+    return _default_folder()[0]
 
 
 def default_model() -> tuple[ShippedModel, str | None]:
     """The best model of the first folder on the search path that holds a runnable one."""
-    return best_model(shipped_models(default_root()))
+    return best_model(_default_folder()[1])
 
 
 def locate(model: str | Path | None) -> tuple[Path, str | None]:
