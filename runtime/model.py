@@ -139,8 +139,9 @@ class GanModel:
         self.precision = self._choose_precision(precision)
         self._chosen_precision = precision is not None
         self._sessions: dict[str, ort.InferenceSession] = {}
-        # (DRS?, batch size) -> the fastest graph run of that size seen (plain and DRS run different graphs)
-        self._round_seconds: dict[tuple[bool, int], float] = {}
+        # batch size -> the fastest run of that size seen: of the whole generator graph (DRS), of the image graph
+        self._round_seconds: dict[int, float] = {}
+        self._image_round_seconds: dict[int, float] = {}
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto", precision: str | None = None) -> GanModel:
@@ -300,7 +301,7 @@ class GanModel:
         """Seconds one graph run of `batch_size` images takes (`drs`: the whole generator graph, else plain
         sampling's): the fastest run of that size seen so far. When none was, measured by one run on zero noise
         (never a seed's), after a run of a few images that opens the session and warms it up."""
-        if (drs, batch_size) not in self._round_seconds:
+        if batch_size not in self._speeds(drs):
             for size in (min(8, batch_size), batch_size):
                 eps = np.zeros((size, self.manifest.latent_dim), dtype=np.float32)
                 labels = np.zeros(size, dtype=np.int64)
@@ -308,11 +309,14 @@ class GanModel:
                     self._generate_batches(eps, labels, batch_size)
                 else:
                     self._generate_images(eps, labels, batch_size)
-        return self._round_seconds[drs, batch_size]
+        return self._speeds(drs)[batch_size]
+
+    def _speeds(self, drs: bool) -> dict[int, float]:
+        return self._round_seconds if drs else self._image_round_seconds
 
     def _past(self, deadline: float, drs: bool, batch_size: int) -> bool:
         """Whether another round of `batch_size` would end past the deadline (at the fastest speed seen)."""
-        return time.monotonic() + self._round_seconds.get((drs, batch_size), 0.0) > deadline
+        return time.monotonic() + self._speeds(drs).get(batch_size, 0.0) > deadline
 
     def _rejection_sample(self, rng, n, digit, component, rate, spread, batch_size, bound, deadline, budget, progress):
         drs = self.manifest.drs
@@ -443,8 +447,8 @@ class GanModel:
 
     def _time_round(self, drs: bool, batch_size: int, size: int, started: float) -> None:
         if size == batch_size:
-            seconds, key = time.perf_counter() - started, (drs, batch_size)
-            self._round_seconds[key] = min(self._round_seconds.get(key, math.inf), seconds)
+            speeds = self._speeds(drs)
+            speeds[batch_size] = min(speeds.get(batch_size, math.inf), time.perf_counter() - started)
 
     def _gamma(self, rate: float, labels: np.ndarray) -> float | np.ndarray | None:
         """gamma for the target rate: per digit for conditional models (each digit hits the rate)."""
