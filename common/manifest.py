@@ -11,7 +11,11 @@
                        "drs_rate", "spread", "metrics": {"p0/fid": ...}, ...}), appended by
                        `eval-gan score --record`; a record without "spread" was sampled at spread 1;
                        optionally "sampling": {"spread": S, "chosen_by": {...}}, the latent spread the
-                       runtime samples at by default (1 when absent), written by `eval-gan tune-spread`
+                       runtime samples at by default (1 when absent), written by `eval-gan tune-spread`;
+                       optionally "variants": {PRECISION: {"file", "recipe"}}, lower-precision copies of
+                       the generator's image path (`python -m export.variants`); records made with one
+                       say "precision" (a record without it is fp32)
+  generator.int8.onnx  (optional) eps, label -> image, int8 (export/variants.py)
 
 (`.pt` TorchScript files carry the same contract.) Export writes this layout and the runtime reads
 it; both take the names below from here.
@@ -30,7 +34,7 @@ from typing import Any
 
 from .errors import UserError
 from .files import atomic_write_text, folder_lock
-from .validation import InvalidRequest, check_spread
+from .validation import InvalidRequest, check_precision, check_spread
 
 MANIFEST_NAME = "manifest.json"
 # artifacts/ also holds other exports (the evaluation's MNIST classifier); ours say "artifact": "gan".
@@ -45,6 +49,12 @@ P0_PROTOCOL = "p0"
 DEFAULT_SPREAD = 1.0  # the latent noise scale of plain sampling (eps ~ N(0, I)), unless a manifest names its own
 SHARED_WEIGHTS_NAME = "critic.weights"
 ARTIFACTS_ENV = "GAN_ARTIFACTS"
+EXACT_PRECISION = "fp32"  # the exported graphs' own arithmetic
+# A variant replaces fp32 by default only when its P0 records (at least VARIANT_SEEDS sampling seeds, plain
+# sampling at the default spread) are no worse than fp32's means by more than these: FID up by 0.2, precision and
+# recall down by 0.01 (issue 32's bar). The sign says which way is worse.
+VARIANT_SEEDS = 3
+VARIANT_TOLERANCE = {"fid": 0.2, "precision_k3": -0.01, "recall_k3": -0.01}
 
 
 def artifacts_root() -> Path:
@@ -201,6 +211,21 @@ class Sampling:
 
 
 @dataclass(frozen=True)
+class ImageVariant:
+    """A lower-precision copy of the generator graph's image path (eps, label -> image; no critic, no DRS head),
+    which plain sampling may run instead of the exported arithmetic."""
+
+    file: str
+    recipe: dict  # how it was made: the tool, the calibration draws, what stays fp32
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> ImageVariant:
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{where}: a variant is not a JSON object")
+        return cls(_take(data, "file", "a string", where), _take(data, "recipe", "a JSON object", where))
+
+
+@dataclass(frozen=True)
 class Manifest:
     """manifest.json of one exported model, typed: export builds it, the runtime reads it, evaluation appends
     its records through `update_manifest`. `to_json` writes the keys in a fixed order."""
@@ -221,6 +246,7 @@ class Manifest:
     opset: int | None = None  # ONNX exports
     producers: dict = field(default_factory=dict)  # package versions that made it
     sampling: Sampling | None = None
+    variants: dict[str, ImageVariant] = field(default_factory=dict)  # precision -> its image graph
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -241,6 +267,12 @@ class Manifest:
         for role in GRAPH_IO:
             GraphInfo.from_json(graphs.get(role), f"{where} lists no {role} graph")
         sha256 = _take(data, "sha256", "a JSON object", where)
+        variants = _take(data, "variants", "a JSON object", where, optional=True) or {}
+        for precision in variants:
+            try:
+                check_precision(precision)
+            except InvalidRequest as error:
+                raise ArtifactError(f"{where} lists a variant of unknown precision ({error})") from None
         return cls(
             folder=Path(folder),
             variant=_take(data, "variant", "a string", where),
@@ -258,6 +290,7 @@ class Manifest:
             opset=_take(data, "opset", "a whole number", where, optional=True),
             producers=_take(data, "producers", "a JSON object", where, optional=True) or {},
             sampling=None if data.get("sampling") is None else Sampling.from_json(data["sampling"], where),
+            variants={precision: ImageVariant.from_json(info, where) for precision, info in variants.items()},
             format_version=version,
         )
 
@@ -283,6 +316,8 @@ class Manifest:
         }
         if self.sampling is not None:
             data["sampling"] = dataclasses.asdict(self.sampling)
+        if self.variants:
+            data["variants"] = {precision: dataclasses.asdict(info) for precision, info in self.variants.items()}
         return data
 
     def to_text(self) -> str:
@@ -301,22 +336,28 @@ class Manifest:
         return self.graphs[role].file
 
     def evaluations(
-        self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None, spread: float | None = None
+        self,
+        protocol: str = P0_PROTOCOL,
+        drs_rate: float | None = None,
+        spread: float | None = None,
+        precision: str = EXACT_PRECISION,
     ) -> list[dict]:
         """The manifest's evaluation records (eval-gan's format) under `protocol` at one sampling setting
-        (spread None: the model's default)."""
+        (spread None: the model's default) of the graphs at `precision`."""
         spread = self.default_spread if spread is None else spread
         return [
             entry
             for entry in self._records()
-            if entry.get("protocol") == protocol and record_sampling(entry) == (drs_rate, spread)
+            if entry.get("protocol") == protocol
+            and record_sampling(entry) == (drs_rate, spread)
+            and record_precision(entry) == precision
         ]
 
     def samplings(self) -> list[tuple[float | None, float]]:
-        """The (DRS rate, spread) settings with records: no DRS first, then by DRS rate; within each, the
+        """The (DRS rate, spread) settings with fp32 records: no DRS first, then by DRS rate; within each, the
         default spread first, then the others from the widest down."""
         return sorted(
-            {record_sampling(entry) for entry in self._records()},
+            {record_sampling(entry) for entry in self._records() if record_precision(entry) == EXACT_PRECISION},
             key=lambda setting: (
                 setting[0] is not None,
                 setting[0] or 0.0,
@@ -331,11 +372,15 @@ class Manifest:
         ]
 
     def metric_summary(
-        self, protocol: str = P0_PROTOCOL, drs_rate: float | None = None, spread: float | None = None
+        self,
+        protocol: str = P0_PROTOCOL,
+        drs_rate: float | None = None,
+        spread: float | None = None,
+        precision: str = EXACT_PRECISION,
     ) -> dict[str, MetricSummary]:
         """Each metric's mean and spread over the recorded sampling seeds (PROTOCOL.md item 6)."""
         values: dict[str, list[float]] = {}
-        for entry in self.evaluations(protocol, drs_rate, spread):
+        for entry in self.evaluations(protocol, drs_rate, spread, precision):
             for key, value in entry["metrics"].items():
                 name = key.removeprefix(f"{protocol}/")
                 if _is_number(value):
@@ -347,6 +392,19 @@ class Manifest:
         is recorded."""
         summary = self.metric_summary().get("fid")
         return summary.mean if summary else None
+
+    def variant_quality_holds(self, precision: str) -> bool:
+        """Whether the variant's P0 records match fp32's by the VARIANT_TOLERANCE rule, each over at least
+        VARIANT_SEEDS seeds (plain sampling at the default spread). Until they do, fp32 stays the default."""
+        exact, variant = self.metric_summary(), self.metric_summary(precision=precision)
+        for metric, worse_by in VARIANT_TOLERANCE.items():
+            if metric not in exact or metric not in variant:
+                return False
+            if min(exact[metric].seeds, variant[metric].seeds) < VARIANT_SEEDS:
+                return False
+            if (variant[metric].mean - exact[metric].mean) / worse_by > 1:  # worse by more than allowed
+                return False
+        return True
 
     def summary(self) -> str:
         labels = (
@@ -383,7 +441,14 @@ class Manifest:
     def verify(self) -> None:
         for role in GRAPH_IO:
             self.read_graph(role)
+        for variant in self.variants.values():
+            self.read_file(variant.file)
         self.external_data()
+
+
+def record_precision(record: dict) -> str:
+    """The precision of the graphs a record sampled (records from before variants existed: fp32)."""
+    return record.get("precision") or EXACT_PRECISION
 
 
 def record_sampling(record: dict) -> tuple[float | None, float]:

@@ -51,6 +51,17 @@ def check_device(device, what: str = "device") -> str:
     return device
 
 
+# Numeric precisions of a generator's image graph: fp32 is the exported graph's arithmetic (today's bytes); int8
+# a quantised copy of its image path, shipped beside it where its quality matches (common/manifest.py).
+PRECISIONS = ("fp32", "int8")
+
+
+def check_precision(precision, what: str = "precision") -> str:
+    if precision not in PRECISIONS:
+        raise InvalidRequest(f"{what} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 def check_rate(rate, what: str = "DRS rate", off: str = "") -> float:
     """A DRS target acceptance rate in (0, 1]."""
     if not (_is_number(rate) and 0.0 < rate <= 1.0):

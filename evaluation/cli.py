@@ -19,9 +19,9 @@ import typer
 
 from common.cli import QuietOption, checked_option, run_app, shows_progress
 from common.files import check_output_file
-from common.manifest import artifacts_root, record_sampling, sampling_label
+from common.manifest import EXACT_PRECISION, artifacts_root, record_precision, record_sampling, sampling_label
 from common.mnist import DATA_ROOT_ENV, HOLDOUT_IMAGES, load_mnist_uint8, resolve_data_root
-from common.validation import check_rate, check_seed, check_spread
+from common.validation import check_precision, check_rate, check_seed, check_spread
 from runtime.classifier import CLASSIFIER_FOLDER
 from training.sampling import class_samplers, load_generator, run_dir_of, sample_run, sigma_samplers
 
@@ -133,10 +133,11 @@ def open_source(
     progress: bool = False,
     drs_rate: float | None = None,
     spread: float | None = None,
+    precision: str | None = None,
 ) -> Samples:
     """A run folder or checkpoint, or an exported artifact (n samples, default `default_samples`, from
-    `seed`, through DRS at `drs_rate` if given, noise scaled by `spread`, default the model's), or a folder
-    of PNGs (the first n, default all)."""
+    `seed`, through DRS at `drs_rate` if given, noise scaled by `spread`, default the model's, its image graph at
+    `precision`, default fp32), or a folder of PNGs (the first n, default all)."""
     path = Path(path)
     if not path.exists():
         raise EvaluationError(
@@ -146,12 +147,16 @@ def open_source(
         raise EvaluationError(f"--drs-rate needs an exported artifact (its calibrated DRS head); {path} is not one")
     if spread is not None and not is_artifact(path):
         raise EvaluationError(f"--spread needs an exported artifact; {path} is not one")
+    if precision is not None and not is_artifact(path):
+        raise EvaluationError(f"--precision needs an exported artifact; {path} is not one")
     if run_dir_of(path) is not None:
         return sample_run(
             load_generator(path), str(path), n or default_samples, seed, class_sampling, data_root, progress
         )
     if is_artifact(path):
-        return sample_artifact(path, n or default_samples, seed, class_sampling, data_root, drs_rate, spread)
+        return sample_artifact(
+            path, n or default_samples, seed, class_sampling, data_root, drs_rate, spread, precision or EXACT_PRECISION
+        )
     if path.is_dir():
         if class_sampling is not None:
             raise EvaluationError("--class-sampling applies to run folders, not to a folder of PNGs")
@@ -161,7 +166,10 @@ def open_source(
 
 def _sampling_suffix(record: dict) -> str:
     label = sampling_label(*record_sampling(record))
-    return "" if label == "plain" else f" ({label})"
+    parts = ([] if label == "plain" else [label]) + (
+        [] if record_precision(record) == EXACT_PRECISION else [record_precision(record)]
+    )
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _require_artifact(path: Path) -> None:
@@ -185,6 +193,7 @@ SCORE_SAMPLES_HELP = "samples to generate [the protocol's 10,000]; of a PNG fold
 CLASS_HELP = "conditional models: uniform (equal counts per digit, default) or mnist (MNIST train frequencies)"
 DRS_HELP = "exported artifacts: sample through DRS at this target acceptance rate (0.2 = 20 %)"
 RECORD_HELP = "exported artifacts: add the result to its manifest.json (replacing the same measurement)"
+PRECISION_HELP = "exported artifacts: sample its image graph at this precision (a variant it lists) [fp32]"
 
 
 @scoring_command(
@@ -199,6 +208,9 @@ def score_command(
     class_sampling: Annotated[str | None, typer.Option("--class-sampling", help=CLASS_HELP)] = None,
     drs_rate: Annotated[float | None, checked_option(check_rate, "--drs-rate", help=DRS_HELP)] = None,
     spread: Annotated[float | None, checked_option(check_spread, "--spread", help=SPREAD_HELP)] = None,
+    precision: Annotated[
+        str | None, checked_option(check_precision, "--precision", show_default=False, help=PRECISION_HELP)
+    ] = None,
     record: Annotated[bool, typer.Option("--record", help=RECORD_HELP)] = False,
 ):
     """Score a run, an exported artifact or a folder of PNGs against MNIST test."""
@@ -215,6 +227,7 @@ def score_command(
         progress=shows_progress(scoring.quiet),
         drs_rate=drs_rate,
         spread=spread,
+        precision=precision,
     )
     result = evaluator.score(samples)
     scoring.report("score", [result], evaluator, label=("source", lambda r: r["source"] + _sampling_suffix(r)))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from common.manifest import Manifest, Sampling, record_sampling, update_manifest
+from common.manifest import Manifest, Sampling, record_precision, record_sampling, update_manifest
 
 
 def _record_identity(record: dict) -> tuple:
     """Two records describe the same measurement when these agree; a new one replaces the old."""
-    return (*(record.get(key) for key in ("protocol", "samples", "seed", "class_sampling")), *record_sampling(record))
+    return (
+        *(record.get(key) for key in ("protocol", "samples", "seed", "class_sampling")),
+        *record_sampling(record),
+        record_precision(record),
+    )
 
 
 def record_evaluation(folder: Path, record: dict) -> Manifest:

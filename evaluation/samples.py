@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from common.manifest import EXACT_PRECISION
 from common.mnist import load_mnist_uint8
 from common.validation import NUM_DIGITS
 from runtime.model import GanModel
@@ -104,13 +105,15 @@ def sample_artifact(
     data_root: Path,
     drs_rate: float | None = None,
     spread: float | None = None,
+    precision: str = EXACT_PRECISION,
 ) -> Samples:
     """n images from an exported model through runtime.model (onnxruntime), with DRS at `drs_rate` if given,
-    the latent noise scaled by `spread` (None: the model's default spread, which the record names).
+    the latent noise scaled by `spread` (None: the model's default spread, which the record names), its image
+    graph at `precision` (a variant's records name it; fp32 records do not, as before variants existed).
 
     Conditional models get exact per-digit counts (DRS then accepts each digit at its own gamma);
     digit d's noise is the runtime's for seed `seed * 10 + d`, so that digits do not share their noise."""
-    model = GanModel.load(folder)
+    model = GanModel.load(folder, precision=precision)
     spread = model.default_spread if spread is None else spread
     class_sampling = resolve_class_sampling(model.conditional, class_sampling)
     if model.conditional:
@@ -137,6 +140,7 @@ def sample_artifact(
             "class_sampling": class_sampling,
             "drs_rate": drs_rate,
             "spread": spread,
+            **({} if precision == EXACT_PRECISION else {"precision": precision}),
         },
     )
 

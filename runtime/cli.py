@@ -19,7 +19,15 @@ from common.errors import UserError
 from common.files import atomic_write_bytes, check_output_file, check_output_folder, staged_folder
 from common.images import grid_png, png_bytes
 from common.manifest import DEFAULT_SPREAD, read_manifest
-from common.validation import check_count, check_digit, check_rate, check_seed, check_spread
+from common.validation import (
+    PRECISIONS,
+    check_count,
+    check_digit,
+    check_precision,
+    check_rate,
+    check_seed,
+    check_spread,
+)
 
 from .model import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PROPOSALS, GanModel
 from .progress import progress_bar
@@ -54,6 +62,10 @@ BOUND_HELP = (
     f"[10 x N / RATE, at most {DEFAULT_MAX_PROPOSALS:,}]"
 )
 DeviceOption = Annotated[Device, typer.Option("--device", help="onnxruntime provider: CUDA when available")]
+PRECISION_HELP = (
+    f"{' or '.join(PRECISIONS)}: the arithmetic of plain sampling; fp32 gives the exported graph's exact images "
+    "[a variant the model ships whose P0 quality matches fp32's (on the CPU), else fp32]"
+)
 
 
 def check_images(count: int, what: str) -> int:
@@ -61,11 +73,11 @@ def check_images(count: int, what: str) -> int:
     return check_count(count, what, MAX_IMAGES)
 
 
-def _open_model(model: str | None, device: Device) -> GanModel:
+def _open_model(model: str | None, device: Device, precision: str | None = None) -> GanModel:
     folder, note = locate(model)
     if note:
         typer.echo(f"gan-runtime: note: {note}", err=True)
-    return GanModel(read_manifest(folder), device.value)
+    return GanModel(read_manifest(folder), device.value, precision)
 
 
 def _require_digit_support(model: GanModel, digit: int | None) -> None:
@@ -106,6 +118,9 @@ def sample(
     device: DeviceOption = Device.auto,
     batch_size: Annotated[int, checked_option(check_count, "--batch-size", help=BATCH_HELP)] = DEFAULT_BATCH_SIZE,
     max_proposals: Annotated[int | None, checked_option(check_count, "--max-proposals", help=BOUND_HELP)] = None,
+    precision: Annotated[
+        str | None, checked_option(check_precision, "--precision", show_default=False, help=PRECISION_HELP)
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Generate digits: a grid PNG (default grid.png), one PNG per image, or a .npy array."""
@@ -114,7 +129,7 @@ def sample(
         raise UserError(f"choose one output: {' or '.join(chosen)}")
     grid_file = out if out is not None or chosen else PNG_FILE(DEFAULT_GRID, "--out")  # checked before the work
 
-    gan = _open_model(model, device)
+    gan = _open_model(model, device, precision)
     _require_digit_support(gan, digit)
     spread = gan.default_spread if spread is None else spread
     with progress_bar("accepted" if drs is not None else "generated", n, enabled=not quiet) as progress:
@@ -132,7 +147,8 @@ def sample(
         atomic_write_bytes(grid_file, grid_png(images, rows=max(1, math.isqrt(n))))
         target = str(grid_file)
     what = f"digit {digit}" if digit is not None else "digits drawn uniformly" if gan.conditional else "unconditional"
-    typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed}, spread {spread:g})")
+    arithmetic = "" if drs is not None or gan.precision == "fp32" else f", {gan.precision}"
+    typer.echo(f"{target}: {n} images from {gan.name} ({what}, seed {seed}, spread {spread:g}{arithmetic})")
     if drs is not None:
         typer.echo(
             f"DRS target {drs * 100:g}%: accepted {stats.accepted:,} of {stats.proposals:,} proposals "

@@ -8,10 +8,17 @@
 Noise is drawn here with numpy (`default_rng(seed).standard_normal((n, latent_dim), float32)`,
 then the labels from the same generator), so a seed gives the same digits on CPU and CUDA.
 Each file's sha256 (graphs and shared weights) is checked against the manifest before onnxruntime loads it.
+
+Sessions open when first needed: plain sampling runs the generator graph cut to its image output (no critic;
+runtime/image_cache.py), or a lower-precision variant of it; DRS runs the whole generator graph and `score` the
+critic graph. `precision` picks the image graph: "fp32" is the exported arithmetic (the same bytes as the whole
+graph's image output), a variant ("int8") is used where the manifest lists it; by default a variant is used on
+the CPU once its P0 records match fp32's (common/manifest.py, `variant_quality_holds`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -24,19 +31,21 @@ import onnxruntime as ort
 
 from common.drs import acceptance_probability, drs_f, interpolate_gamma, sigmoid
 from common.images import unit_to_uint8
-from common.manifest import ArtifactError, Manifest, read_manifest
+from common.manifest import EXACT_PRECISION, ArtifactError, Manifest, read_manifest
 from common.validation import (
     NUM_DIGITS,
     InvalidRequest,
     check_count,
     check_device,
     check_digit,
+    check_precision,
     check_rate,
     check_seed,
     check_spread,
     check_whole,
 )
 
+from .image_cache import image_graph
 from .registry import locate
 
 # Images per graph run: on 2 cores 256 runs as fast as 1024 (see bench/runtime_speed.py) and keeps
@@ -89,7 +98,7 @@ class GenerationStats:
     accepted: int  # proposals accepted (the last batch may accept more than were needed)
     target_rate: float  # 1.0 = no rejection
     max_logit: float  # D~_M at the end (the stored one, or a higher value seen while sampling)
-    accepted_mean_logit: float  # mean calibrated logit D~ of accepted proposals
+    accepted_mean_logit: float  # mean calibrated logit D~ of accepted proposals (nan without DRS: no critic runs)
     rejected_mean_logit: float  # ... of rejected ones (nan when none was rejected)
     labels: np.ndarray  # int64 [requested]: digit, mixture component, or 0, per returned image
 
@@ -119,7 +128,7 @@ def _providers(device: str) -> list[str]:
 class GanModel:
     """An exported model folder with lazily created onnxruntime sessions (generator, critic)."""
 
-    def __init__(self, manifest: Manifest, device: str = "auto"):
+    def __init__(self, manifest: Manifest, device: str = "auto", precision: str | None = None):
         if manifest.graph_format != "onnx":
             raise ArtifactError(
                 f"model {manifest.name} is a {manifest.graph_format} export; gan-runtime runs ONNX "
@@ -127,14 +136,37 @@ class GanModel:
             )
         self.manifest = manifest
         self.providers = _providers(device)
+        self.precision = self._choose_precision(precision)
+        self._chosen_precision = precision is not None
         self._sessions: dict[str, ort.InferenceSession] = {}
-        self._round_seconds: dict[int, float] = {}  # batch size -> fastest graph run of that size seen
+        # batch size -> the fastest run of that size seen: of the whole generator graph (DRS), of the image graph
+        self._round_seconds: dict[int, float] = {}
+        self._image_round_seconds: dict[int, float] = {}
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str = "auto") -> GanModel:
-        """`model`: a name under artifacts/ ($GAN_ARTIFACTS), a model folder, or None for the best shipped."""
+    def load(cls, model: str | Path | None = None, device: str = "auto", precision: str | None = None) -> GanModel:
+        """`model`: a name under artifacts/ ($GAN_ARTIFACTS), a model folder, or None for the best shipped;
+        `precision`: of plain sampling's image graph (None: the default, see `precisions`)."""
         folder, _ = locate(model)
-        return cls(read_manifest(folder), device)
+        return cls(read_manifest(folder), device, precision)
+
+    @property
+    def precisions(self) -> list[str]:
+        """The precisions plain sampling can run at: fp32 and the manifest's variants."""
+        return [EXACT_PRECISION, *sorted(self.manifest.variants)]
+
+    def _choose_precision(self, precision: str | None) -> str:
+        """The asked precision, if the model has it; by default a variant whose P0 records match fp32's, on the
+        CPU (its int8 kernels are the CPU's; on CUDA fp32 is faster), else fp32."""
+        if precision is None:
+            matching = [p for p in sorted(self.manifest.variants) if self.manifest.variant_quality_holds(p)]
+            return matching[0] if matching and self.providers == ["CPUExecutionProvider"] else EXACT_PRECISION
+        check_precision(precision)
+        if precision not in self.precisions:
+            raise InvalidRequest(
+                f"model {self.name} has no {precision} variant (it runs at: {', '.join(self.precisions)})"
+            )
+        return precision
 
     # ------------------------------------------------------------------ what the model is
     @property
@@ -194,6 +226,11 @@ class GanModel:
         batch_size = check_count(batch_size, "batch size")
         rate = 1.0 if drs_rate is None else check_rate(drs_rate)
         self._check_label_choice(digit, component)
+        if rate < 1.0 and self._chosen_precision and self.precision != EXACT_PRECISION:
+            raise InvalidRequest(
+                f"DRS runs the fp32 graphs (the {self.precision} variant is the image path alone, without the "
+                "critic); ask for precision fp32 or sample without DRS"
+            )
         expected = n if rate == 1.0 else math.ceil(n / rate)
         bound = n
         if rate < 1.0:
@@ -224,14 +261,14 @@ class GanModel:
             def after_batch(done: int) -> None:
                 if progress is not None:
                     progress(done, n)
-                if deadline is not None and done < n and self._past(deadline, batch_size):
+                if deadline is not None and done < n and self._past(deadline, False, batch_size):
                     raise TimeLimitReached(
                         f"generation stopped at its time budget of {max_seconds:g} s with {done:,} of {n:,} images "
                         "made; ask for fewer images"
                     )
 
-            images, logits, _ = self._generate_batches(eps, labels, batch_size, after_batch)
-            stats = GenerationStats(n, n, n, 1.0, self.manifest.drs.max_logit, float(logits.mean()), math.nan, labels)
+            images = self._generate_images(eps, labels, batch_size, after_batch)
+            stats = GenerationStats(n, n, n, 1.0, self.manifest.drs.max_logit, math.nan, math.nan, labels)
             return images, stats
         return self._rejection_sample(
             rng, n, digit, component, rate, spread, batch_size, bound, deadline, max_seconds, progress
@@ -245,12 +282,13 @@ class GanModel:
         rounds = math.ceil(expected / batch_size)
         if rounds <= 1:
             return
-        seconds = rounds * self.round_seconds(batch_size)
+        drs = rate < 1.0
+        seconds = rounds * self.round_seconds(batch_size, drs)
         if time.monotonic() + seconds > deadline:
             what = f"DRS refused: {n:,} images at a target rate of {rate:g}" if rate < 1.0 else f"refused: {n:,} images"
             raise RequestTooCostly(
                 f"{what} need about {expected:,} proposals, about {seconds:.1f} s at this "
-                f"model's {batch_size / self.round_seconds(batch_size):,.0f} proposals/s, more than the budget of "
+                f"model's {batch_size / self.round_seconds(batch_size, drs):,.0f} proposals/s, more than the budget of "
                 f"{max_seconds:g} s; raise the rate or ask for fewer images",
                 n=n,
                 rate=rate,
@@ -259,19 +297,26 @@ class GanModel:
                 budget=max_seconds,
             )
 
-    def round_seconds(self, batch_size: int = DEFAULT_BATCH_SIZE) -> float:
-        """Seconds one graph run of `batch_size` images takes: the fastest run of that size seen so far. When none
-        was, measured by one run on zero noise (never a seed's), after a run of a few images that opens the
-        session and warms it up."""
-        if batch_size not in self._round_seconds:
+    def round_seconds(self, batch_size: int = DEFAULT_BATCH_SIZE, drs: bool = False) -> float:
+        """Seconds one graph run of `batch_size` images takes (`drs`: the whole generator graph, else plain
+        sampling's): the fastest run of that size seen so far. When none was, measured by one run on zero noise
+        (never a seed's), after a run of a few images that opens the session and warms it up."""
+        if batch_size not in self._speeds(drs):
             for size in (min(8, batch_size), batch_size):
                 eps = np.zeros((size, self.manifest.latent_dim), dtype=np.float32)
-                self._generate_batches(eps, np.zeros(size, dtype=np.int64), batch_size)
-        return self._round_seconds[batch_size]
+                labels = np.zeros(size, dtype=np.int64)
+                if drs:
+                    self._generate_batches(eps, labels, batch_size)
+                else:
+                    self._generate_images(eps, labels, batch_size)
+        return self._speeds(drs)[batch_size]
 
-    def _past(self, deadline: float, batch_size: int) -> bool:
+    def _speeds(self, drs: bool) -> dict[int, float]:
+        return self._round_seconds if drs else self._image_round_seconds
+
+    def _past(self, deadline: float, drs: bool, batch_size: int) -> bool:
         """Whether another round of `batch_size` would end past the deadline (at the fastest speed seen)."""
-        return time.monotonic() + self._round_seconds.get(batch_size, 0.0) > deadline
+        return time.monotonic() + self._speeds(drs).get(batch_size, 0.0) > deadline
 
     def _rejection_sample(self, rng, n, digit, component, rate, spread, batch_size, bound, deadline, budget, progress):
         drs = self.manifest.drs
@@ -280,7 +325,7 @@ class GanModel:
         kept = proposals = accepted = 0
         logit_sums = np.zeros(2)  # accepted, rejected
         while kept < n:
-            if proposals >= bound or (deadline is not None and proposals and self._past(deadline, batch_size)):
+            if proposals >= bound or (deadline is not None and proposals and self._past(deadline, True, batch_size)):
                 so_far = (
                     f"with {kept} of {n} images accepted after {proposals:,} proposals "
                     f"({accepted / proposals:.2%} acceptance for a target of {rate * 100:g}%)"
@@ -369,25 +414,41 @@ class GanModel:
             )
         return np.zeros(n, dtype=np.int64)
 
-    def _generate_batches(
+    def _generate_images(
         self, eps: np.ndarray, labels: np.ndarray, batch_size: int, after_batch: Callable[[int], None] | None = None
-    ):
-        """(uint8 images [n, 28, 28], logits float64 [n], F float64 [n]) through the generator graph; after each
-        batch, after_batch(images done so far). Full batches' times feed round_seconds()."""
-        session = self._session("generator")
+    ) -> np.ndarray:
+        """uint8 images [n, 28, 28] through plain sampling's image graph; after each batch, after_batch(images done
+        so far). Full batches' times feed round_seconds()."""
+        session = self._session("image")
         images = np.empty((len(eps), 28, 28), dtype=np.uint8)  # quantised per batch: memory stays at uint8 size
+        for start in range(0, len(eps), batch_size):
+            rows = slice(start, start + batch_size)
+            started = time.perf_counter()
+            (image,) = session.run(None, {"eps": eps[rows], "label": labels[rows]})
+            images[rows] = unit_to_uint8(image[:, 0])
+            self._time_round(False, batch_size, len(image), started)
+            if after_batch is not None:
+                after_batch(min(start + batch_size, len(eps)))
+        return images
+
+    def _generate_batches(self, eps: np.ndarray, labels: np.ndarray, batch_size: int):
+        """(uint8 images [n, 28, 28], logits float64 [n], F float64 [n]) through the whole generator graph (DRS).
+        Full batches' times feed round_seconds()."""
+        session = self._session("generator")
+        images = np.empty((len(eps), 28, 28), dtype=np.uint8)
         logits, fs = np.empty(len(eps)), np.empty(len(eps))
         for start in range(0, len(eps), batch_size):
             rows = slice(start, start + batch_size)
             started = time.perf_counter()
             image, logits[rows], fs[rows] = session.run(None, {"eps": eps[rows], "label": labels[rows]})
             images[rows] = unit_to_uint8(image[:, 0])
-            if len(image) == batch_size:
-                seconds = time.perf_counter() - started
-                self._round_seconds[batch_size] = min(self._round_seconds.get(batch_size, math.inf), seconds)
-            if after_batch is not None:
-                after_batch(min(start + batch_size, len(eps)))
+            self._time_round(True, batch_size, len(image), started)
         return images, logits, fs
+
+    def _time_round(self, drs: bool, batch_size: int, size: int, started: float) -> None:
+        if size == batch_size:
+            speeds = self._speeds(drs)
+            speeds[batch_size] = min(speeds.get(batch_size, math.inf), time.perf_counter() - started)
 
     def _gamma(self, rate: float, labels: np.ndarray) -> float | np.ndarray | None:
         """gamma for the target rate: per digit for conditional models (each digit hits the rate)."""
@@ -434,15 +495,24 @@ class GanModel:
         """The shared weights both sessions use, read and checked once; onnxruntime copies what it needs."""
         return self.manifest.external_data()
 
+    def _graph(self, role: str, refresh: bool = False) -> tuple[bytes, str]:
+        """(the graph's bytes, sha256 checked, its file name for errors); role "image" is plain sampling's."""
+        if role != "image":
+            return self.manifest.read_graph(role), self.manifest.graph_file(role)
+        if self.precision == EXACT_PRECISION:
+            return image_graph(self.manifest, refresh), f"{self.manifest.graph_file('generator')} (cut to its image)"
+        variant = self.manifest.variants[self.precision].file
+        return self.manifest.read_file(variant), variant
+
     def _session(self, role: str) -> ort.InferenceSession:
         if role not in self._sessions:
-            graph = self.manifest.read_graph(role)  # sha256 checked before onnxruntime sees the bytes
+            graph, file = self._graph(role)
             options = ort.SessionOptions()
             options.log_severity_level = 3  # errors only: no provider chatter on the user's terminal
             # Idle threads sleep instead of spinning: on a small or shared CPU, spinning threads take
             # the cores the working ones need (measured: faster at every batch size on 2 busy cores).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            external = self._external_data
+            external = self._external_data if role != "image" else {}  # image graphs are self-contained
             if external:
                 options.add_external_initializers_from_files_in_memory(
                     list(external), list(external.values()), [len(data) for data in external.values()]
@@ -450,9 +520,13 @@ class GanModel:
             try:
                 self._sessions[role] = ort.InferenceSession(graph, options, providers=self.providers)
             except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph classes
+                if role == "image" and self.precision == EXACT_PRECISION:  # a damaged cache file: cut again
+                    with contextlib.suppress(Exception):
+                        graph, _ = self._graph(role, refresh=True)
+                        self._sessions[role] = ort.InferenceSession(graph, options, providers=self.providers)
+                        return self._sessions[role]
                 raise ArtifactError(
-                    f"model {self.name}: onnxruntime cannot load {self.manifest.graph_file(role)} "
-                    f"({str(error).splitlines()[0]})"
+                    f"model {self.name}: onnxruntime cannot load {file} ({str(error).splitlines()[0]})"
                 ) from None
         return self._sessions[role]
 

@@ -41,6 +41,14 @@ def environment_variable(name: str, value: str):
             os.environ[name] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_folder(tmp_path_factory):
+    """Graphs the runtime caches (runtime/image_cache.py) go to the session's folder, never the user's ~/.cache;
+    subprocesses inherit it."""
+    with environment_variable("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache"))):
+        yield
+
+
 def one_line_error_check(program: str):
     """An assertion for `program`'s bad-input contract: exit `code`, one `PROG: error: ...` line on stderr
     (besides `PROG: note:` lines), no traceback, and each fragment in that line."""
