@@ -138,13 +138,13 @@ class Trainer:
         self.opt_g = OPTIMIZERS[cfg.optimizer](self.g_params, cfg.lr_g, cfg)
         self.opt_d = OPTIMIZERS[cfg.optimizer](self.critic.parameters(), cfg.lr_d, cfg)
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-        # What the steps call to train (DDP wrappers under torchrun); checkpoints and sampling use the modules.
-        self.critic_step: nn.Module = CriticStep(self.critic, self.objective, self.constraint, self.autocast)
-        self.generator_step: nn.Module = self.generator
+        # What the steps call forward through (DDP wrappers under torchrun); checkpoints and sampling use the modules.
+        self.critic_forward: nn.Module = CriticStep(self.critic, self.objective, self.constraint, self.autocast)
+        self.generator_forward: nn.Module = self.generator
         if self.world.distributed:
             device_ids = [self.device] if self.device.type == "cuda" else None
-            self.critic_step = DistributedDataParallel(self.critic_step, device_ids=device_ids)
-            self.generator_step = DistributedDataParallel(self.generator, device_ids=device_ids)
+            self.critic_forward = DistributedDataParallel(self.critic_forward, device_ids=device_ids)
+            self.generator_forward = DistributedDataParallel(self.generator, device_ids=device_ids)
 
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # epoch permutations (CPU)
         self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed + 1)  # latents, GP mixes
@@ -189,7 +189,7 @@ class Trainer:
             fakes = self.generator(self._latents(real.shape[0], block), fake_labels).float()
         for i in range(block):
             step_rows = slice(i * rows, (i + 1) * rows)
-            loss, penalty, d_real, d_fake = self.critic_step(
+            loss, penalty, d_real, d_fake = self.critic_forward(
                 real[step_rows], fakes[step_rows], labels[step_rows], self._uniform
             )
             total = loss if penalty is None else loss + penalty
@@ -215,7 +215,7 @@ class Trainer:
         eps = self._latents(labels.shape[0])
         with self.autocast:
             # The critic itself, not its DDP wrapper: its weight gradients are neither needed nor all-reduced here.
-            scores = self.critic(self.generator_step(eps, labels), labels)
+            scores = self.critic(self.generator_forward(eps, labels), labels)
         loss = self.objective.generator_loss(scores.float())
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward(inputs=self.g_params)  # the critic's weight gradients are not needed here
