@@ -114,17 +114,30 @@ def test_two_processes_train_as_one_and_resume_at_either_world_size(tmp_path, da
     assert_same_training(tmp_path / "one-epoch1", tmp_path / "one", initial)
 
 
-def run_as_rank(rank: int, *arguments: str) -> subprocess.CompletedProcess:
-    """train-gan as torchrun starts rank `rank` of 2 (the checks below fail before any peer is needed)."""
-    environment = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
-    return subprocess.run(
-        [sys.executable, "-c", "from training.cli import main; main()", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "GAN_DATA_ROOT": str(DATA_ROOT), **environment},
-        timeout=120,
-    )
+def run_as_both_ranks(*arguments: str) -> list[subprocess.CompletedProcess]:
+    """train-gan as torchrun starts ranks 0 and 1 of 2, side by side (the checks below fail before any peer is
+    needed)."""
+    command = [sys.executable, "-c", "from training.cli import main; main()", *arguments]
+    processes = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={
+                **os.environ,
+                "GAN_DATA_ROOT": str(DATA_ROOT),
+                **{"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"},
+            },
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    return [
+        subprocess.CompletedProcess(command, process.returncode, out, err)
+        for process, (out, err) in zip(processes, outputs, strict=True)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +153,7 @@ def test_launch_errors_are_one_line_from_rank_0_alone(tmp_path, arguments, fragm
         pytest.skip("this machine has CUDA")
     run_dir = tmp_path / "run"
     arguments = ["wgan_gp_cond", *cli_arguments(OPTIONS), *arguments, f"--run-dir={run_dir}"]
-    one_line_error_check("train-gan")(run_as_rank(0, *arguments), fragment)
-    quiet = run_as_rank(1, *arguments)
-    assert (quiet.returncode, quiet.stderr) == (2, "")
+    rank_0, rank_1 = run_as_both_ranks(*arguments)
+    one_line_error_check("train-gan")(rank_0, fragment)
+    assert (rank_1.returncode, rank_1.stderr) == (2, "")
     assert not run_dir.exists()
