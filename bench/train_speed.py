@@ -9,6 +9,11 @@ weights. Prints one JSON object: images/s for both (real images consumed per sec
 
 Our loop is timed in fp32 and with bf16 autocast (`--precision bf16`); each figure is the best of
 `--repeats` timed passes, after one warm-up pass of each loop.
+
+Under torchrun only our fp32 loop runs, on every process at the same global batch (each rank trains on its
+share of every batch), and rank 0 prints:
+
+    torchrun --standalone --nproc-per-node 2 bench/train_speed.py --data-root ../shared/data
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torchvision.datasets import MNIST
 
 from common.mnist import resolve_data_root
 from training.config import resolve
+from training.distributed import World
 from training.models import MLPCritic, MLPGenerator
 from training.objectives import gradient_penalty
 from training.trainer import Trainer
@@ -57,12 +63,14 @@ def template_style_images_per_second(root: Path, images: int, batch_size: int, n
     return len(loader) * batch_size / (time.perf_counter() - started)
 
 
-def ours_images_per_second(root: Path, images: int, batch_size: int, precision: str, seed: int) -> float:
+def ours_images_per_second(
+    root: Path, images: int, batch_size: int, precision: str, seed: int, world: World | None = None
+) -> float:
     cfg = resolve(
         "wgan_gp",
         {"batch_size": batch_size, "train_limit": images, "precision": precision, "device": "cpu", "seed": seed},
     )
-    trainer = Trainer(cfg, Path(tempfile.mkdtemp()), root, quiet=True)
+    trainer = Trainer(cfg, Path(tempfile.mkdtemp()), root, quiet=True, world=world)
     started = time.perf_counter()
     trainer.train_epoch()
     return trainer.steps_per_epoch * batch_size / (time.perf_counter() - started)
@@ -76,6 +84,10 @@ def main(
     seed: int = typer.Option(0),
 ):
     root = resolve_data_root(data_root)
+    world = World.from_environment()
+    if world.distributed:
+        distributed_main(root, images, batch_size, repeats, seed, world)
+        return
     loops = {
         "template_style": lambda n: template_style_images_per_second(root, n, batch_size, 5, seed),
         "ours_fp32": lambda n: ours_images_per_second(root, n, batch_size, "fp32", seed),
@@ -101,6 +113,29 @@ def main(
             }
         )
     )
+
+
+def distributed_main(root: Path, images: int, batch_size: int, repeats: int, seed: int, world: World) -> None:
+    ours_images_per_second(root, batch_size * 10, batch_size, "fp32", seed, world)  # warm-up
+    best = max(ours_images_per_second(root, images, batch_size, "fp32", seed, world) for _ in range(repeats))
+    world.leave()
+    if world.is_main:
+        print(
+            json.dumps(
+                {
+                    "benchmark": "train_speed_wgan_gp_mlp_distributed",
+                    "processes": world.size,
+                    "batch_size": batch_size,
+                    "images_per_pass": images,
+                    "repeats": repeats,
+                    "ours_fp32_images_per_s": round(best, 1),
+                    "ours_fp32_steps_per_s": round(best / batch_size, 1),
+                    "torch": torch.__version__,
+                    "threads_per_process": torch.get_num_threads(),
+                    "cpu": cpu_name(),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

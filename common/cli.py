@@ -3,6 +3,7 @@ CLI's options share: validation callbacks built from common.validation's rules."
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -20,16 +21,24 @@ def run_app(app: typer.Typer, prog: str) -> None:
     except typer.Abort:
         sys.exit(130)
     except UserError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        if reports_errors():
+            print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:
         # Click's usage errors (bad flag, bad type, missing argument) carry format_message();
         # Typer either vendors Click or depends on it, so match on that rather than a class.
         if not hasattr(error, "format_message"):
             raise
-        print(f"{prog}: error: {error.format_message()}", file=sys.stderr)
+        if reports_errors():
+            print(f"{prog}: error: {error.format_message()}", file=sys.stderr)
         sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def reports_errors() -> bool:
+    """Under torchrun (which sets RANK) every process meets the same error or learns of rank 0's: rank 0 alone
+    prints it, the others exit with the same status in silence."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 # Every long-running command's --quiet; progress is drawn only when shows_progress() says so.

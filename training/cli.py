@@ -1,5 +1,6 @@
 """`train-gan [VARIANT] [--config FILE] [--option value ...]`: train one preset, with every TrainConfig field as
-an option; a config file may name the preset itself (variant = "..."), and then VARIANT may be left out."""
+an option; a config file may name the preset itself (variant = "..."), and then VARIANT may be left out.
+`torchrun --nproc-per-node N --no-python train-gan ...` trains on N processes (docs/training.md)."""
 
 from __future__ import annotations
 
@@ -82,23 +83,40 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
         typer.echo(json.dumps({"run_dir": str(run_dir), **cfg.to_dict()}, indent=2))
         return 0
 
-    from .trainer import CHECKPOINT_NAME, Interrupted, Trainer, TrainingError, train
+    from .distributed import World
+    from .trainer import CHECKPOINT_NAME, Trainer
 
+    # Under torchrun every process runs this with the same arguments and reads the same files (the run folder,
+    # --config: storage that every node sees); rank 0 alone writes and prints.
+    world = World.from_environment()
     # Every input is checked before the run folder is touched: the data and the config (Trainer), and
     # when resuming the checkpoint; then the folder and its config.json are written.
     if resume is None:
         _refuse_trained_run_dir(run_dir)
-    trainer = Trainer(cfg, run_dir, resolve_data_root(data_root), quiet=quiet)
-    if resume is not None:
-        trainer.load(run_dir / CHECKPOINT_NAME)
-    _prepare_run_dir(run_dir, cfg)
     try:
-        record = train(trainer)  # from the loaded checkpoint's epoch and step when resuming
+        trainer = Trainer(cfg, run_dir, resolve_data_root(data_root), quiet=quiet, world=world)
+        if resume is not None:
+            trainer.load(run_dir / CHECKPOINT_NAME)
+        world.on_main(lambda: _prepare_run_dir(run_dir, cfg))
+        return _train(trainer, run_dir)
+    finally:
+        world.leave()
+
+
+def _train(trainer, run_dir: Path) -> int:
+    """Train from the loaded checkpoint's epoch and step (or the start); rank 0 reports."""
+    from .trainer import Interrupted, TrainingError, train
+
+    reports = trainer.world.is_main
+    try:
+        record = train(trainer)
     except Interrupted as stop:
-        typer.echo(f"train-gan: {stop}", err=True)
+        if reports:
+            typer.echo(f"train-gan: {stop}", err=True)
         return 130
     except TrainingError as error:
-        typer.echo(f"train-gan: error: {error}", err=True)
+        if reports:
+            typer.echo(f"train-gan: error: {error}", err=True)
         return 1
     except (OSError, OutputError) as error:  # disk full, file size limit, folder made read-only while training
         cause = error if isinstance(error, OutputError) else f"cannot write to {error.filename or run_dir} ({error})"
@@ -106,7 +124,8 @@ def train_command(variant, list_presets, dry_run, config_file, resume, run_dir, 
             f"{cause}; training stopped, the last checkpoint written is intact: continue with train-gan --resume "
             f"{run_dir}"
         ) from None
-    typer.echo(json.dumps({"run_dir": str(run_dir), **record}))
+    if reports:
+        typer.echo(json.dumps({"run_dir": str(run_dir), **record}))
     return 0
 
 

@@ -63,8 +63,9 @@ class LipschitzConstraint:
     name = "none"
     spectral_norm = False  # models wrap their critic layers in spectral normalisation when True
 
-    def penalty(self, critic, activations, labels, generator, autocast) -> torch.Tensor | None:
-        """A term added to the critic loss, from the input-layer activations of real and fake (none by default)."""
+    def penalty(self, critic, activations, labels, uniform, autocast) -> torch.Tensor | None:
+        """A term added to the critic loss, from the input-layer activations of real and fake (none by default);
+        `uniform(rows)` draws one U[0, 1) number per row from the training noise."""
         return None
 
     def after_critic_step(self, critic: nn.Module) -> None:
@@ -114,13 +115,13 @@ class GradientPenalty(LipschitzConstraint):
     def __init__(self, weight: float):
         self.weight = weight
 
-    def penalty(self, critic, activations, labels, generator, autocast):
+    def penalty(self, critic, activations, labels, uniform, autocast):
         """The interpolates' input-layer activations are the same mix of the real and fake ones
         (the layer is affine), so only the layers above it run again; grad_x D comes back
         through the input layer's transpose."""
         real, fake = activations
         shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-        mix = torch.rand(shape, generator=generator, device=real.device, dtype=torch.float32)
+        mix = uniform(real.shape[0]).view(shape)
         interpolated = mix * real + (1 - mix) * fake
         with autocast:
             scores = critic.rest(interpolated, labels).float()

@@ -4,7 +4,8 @@ Per block of n_critic critic steps the generator runs once (no grad) for the who
 and each critic step scores real and fake images in one forward pass; WGAN-GP's interpolates reuse
 that pass's input-layer activations (see models.AffineInputCritic).
 Everything random comes from two seeded generators whose states are checkpointed, so a resumed
-run continues bit for bit on CPU.
+run continues bit for bit on CPU. Under torchrun each rank trains on its rows of every global batch
+(training/distributed.py: the data, the noise, what is and is not bit-exact).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
@@ -38,6 +41,7 @@ from .checkpoint import (
 )
 from .config import ConfigError, TrainConfig
 from .data import load_training_set
+from .distributed import World, synchronise_batch_norm
 from .models import build_models
 from .objectives import CONSTRAINTS, OBJECTIVES, OPTIMIZERS
 from .plots import plot_training_curves
@@ -76,14 +80,44 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class CriticStep(nn.Module):
+    """One critic step's losses and scores from real and generated images: the whole critic computation.
+
+    The step calls the critic's parts (`input_layer`, `rest`, and `rest` again on the penalty's interpolates,
+    differentiated twice). DistributedDataParallel all-reduces the gradients of the parameters its wrapped
+    module's forward uses, so under torchrun it wraps this module: every one of those calls is covered, the
+    all-reduce overlaps the backward, and a single process runs the very same ops. (An explicit all-reduce of
+    the critic's gradients after backward would cover them too, but would neither overlap nor be DDP.)
+    """
+
+    def __init__(self, critic: nn.Module, objective, constraint, autocast: torch.autocast):
+        super().__init__()
+        self.critic, self.objective, self.constraint, self.autocast = critic, objective, constraint, autocast
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, uniform):
+        rows = real.shape[0]
+        with self.autocast:
+            both_labels = labels.repeat(2)
+            activations = self.critic.input_layer(torch.cat([real, fake]), both_labels)
+            d_real, d_fake = self.critic.rest(activations, both_labels).float().split(rows)
+        loss = self.objective.critic_loss(d_real, d_fake)
+        penalty = self.constraint.penalty(self.critic, activations.split(rows), labels, uniform, self.autocast)
+        return loss, penalty, d_real, d_fake
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, data_root: Path, quiet: bool = False):
+    def __init__(
+        self, cfg: TrainConfig, run_dir: Path, data_root: Path, quiet: bool = False, world: World | None = None
+    ):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.quiet = quiet
-        self.device = pick_device(cfg.device)
+        self.world = world or World()
+        self.world.check_batch_size(cfg.batch_size)
+        self.quiet = quiet or not self.world.is_main  # rank 0 alone draws progress and prints
+        self.device = self.world.join(pick_device(cfg.device))
         # Logged with every epoch: a run's cost is CPU-hours on a CPU but GPU-minutes on an accelerator.
-        self.device_name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        self.device_name = f"{self.world.size} x {name}" if self.world.distributed else name
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(cfg.seed)  # model initialisation and static mixture means
@@ -96,18 +130,30 @@ class Trainer:
         self.critic.to(self.device)
         self.ema = None
         if cfg.ema_decay > 0:
+            # Updated by every rank from the same weights, so it stays the same on every rank (checked at
+            # each checkpoint); copied before batch norm is synchronised: it is only ever evaluated.
             self.ema = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.generator = synchronise_batch_norm(self.generator, self.world, self.device)
         self.g_params = list(self.generator.parameters())
         self.opt_g = OPTIMIZERS[cfg.optimizer](self.g_params, cfg.lr_g, cfg)
         self.opt_d = OPTIMIZERS[cfg.optimizer](self.critic.parameters(), cfg.lr_d, cfg)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        # What the steps call forward through (DDP wrappers under torchrun); checkpoints and sampling use the modules.
+        self.critic_forward: nn.Module = CriticStep(self.critic, self.objective, self.constraint, self.autocast)
+        self.generator_forward: nn.Module = self.generator
+        if self.world.distributed:
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            self.critic_forward = DistributedDataParallel(self.critic_forward, device_ids=device_ids)
+            self.generator_forward = DistributedDataParallel(self.generator, device_ids=device_ids)
 
         self.data_rng = torch.Generator().manual_seed(cfg.seed)  # epoch permutations (CPU)
         self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed + 1)  # latents, GP mixes
         self.data_root = data_root
-        self.data = load_training_set(data_root, cfg.holdout, cfg.train_limit, self.device)
+        self.data = self.world.together(lambda: load_training_set(data_root, cfg.holdout, cfg.train_limit, self.device))
         if len(self.data) < cfg.batch_size:
             raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {len(self.data)} training images")
-        self.steps_per_epoch = len(self.data) // cfg.batch_size
+        self.steps_per_epoch = len(self.data) // cfg.batch_size  # global batches
+        self.local_batch = cfg.batch_size // self.world.size
         self.base_learning_rates = ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d))
 
         self.epoch = 0  # completed epochs
@@ -120,29 +166,31 @@ class Trainer:
         self.epoch_seconds_before = 0.0
         self.epoch_cpu_seconds_before = 0.0
         self.stop_signal: int | None = None
-        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
     # ------------------------------------------------------------------ one block of steps
+    def _labels(self, rows: int, steps: int = 1) -> torch.Tensor:
+        """The prior's labels for this rank's `rows` of `steps` global batches (priors without digit labels)."""
+        return self.world.draw(lambda n: self.prior.sample_labels(n, self.noise_rng, self.device), rows, steps)
+
+    def _latents(self, rows: int, steps: int = 1) -> torch.Tensor:
+        return self.world.draw(
+            lambda n: torch.randn(n, self.cfg.latent_dim, generator=self.noise_rng, device=self.device), rows, steps
+        )
+
+    def _uniform(self, rows: int) -> torch.Tensor:
+        """One U[0, 1) per row (the penalty's mixing weights)."""
+        return self.world.draw(lambda n: torch.rand(n, generator=self.noise_rng, device=self.device), rows)
+
     def _critic_block(self, real: torch.Tensor, labels: torch.Tensor, block: int) -> None:
-        cfg, bs = self.cfg, self.cfg.batch_size
+        """`block` critic steps on this rank's rows of `block` global batches (`real`, `labels`: step after step)."""
+        rows = self.local_batch
         with torch.no_grad(), self.autocast:
-            fake_labels = (
-                labels
-                if self.prior.labels_are_digits
-                else self.prior.sample_labels(real.shape[0], self.noise_rng, self.device)
-            )
-            eps = torch.randn(real.shape[0], cfg.latent_dim, generator=self.noise_rng, device=self.device)
-            fakes = self.generator(eps, fake_labels).float()
+            fake_labels = labels if self.prior.labels_are_digits else self._labels(real.shape[0], block)
+            fakes = self.generator(self._latents(real.shape[0], block), fake_labels).float()
         for i in range(block):
-            rows = slice(i * bs, (i + 1) * bs)
-            real_i, fake_i, labels_i = real[rows], fakes[rows], labels[rows]
-            with self.autocast:
-                both_labels = labels_i.repeat(2)
-                activations = self.critic.input_layer(torch.cat([real_i, fake_i]), both_labels)
-                d_real, d_fake = self.critic.rest(activations, both_labels).float().split(bs)
-            loss = self.objective.critic_loss(d_real, d_fake)
-            penalty = self.constraint.penalty(
-                self.critic, activations.split(bs), labels_i, self.noise_rng, self.autocast
+            step_rows = slice(i * rows, (i + 1) * rows)
+            loss, penalty, d_real, d_fake = self.critic_forward(
+                real[step_rows], fakes[step_rows], labels[step_rows], self._uniform
             )
             total = loss if penalty is None else loss + penalty
             self.opt_d.zero_grad(set_to_none=True)
@@ -162,12 +210,12 @@ class Trainer:
         self.counts[0] += block
 
     def _generator_step(self, labels: torch.Tensor) -> None:
-        cfg = self.cfg
         if not self.prior.labels_are_digits:
-            labels = self.prior.sample_labels(labels.shape[0], self.noise_rng, self.device)
-        eps = torch.randn(labels.shape[0], cfg.latent_dim, generator=self.noise_rng, device=self.device)
+            labels = self._labels(labels.shape[0])
+        eps = self._latents(labels.shape[0])
         with self.autocast:
-            scores = self.critic(self.generator(eps, labels), labels)
+            # The critic itself, not its DDP wrapper: its weight gradients are neither needed nor all-reduced here.
+            scores = self.critic(self.generator_forward(eps, labels), labels)
         loss = self.objective.generator_loss(scores.float())
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward(inputs=self.g_params)  # the critic's weight gradients are not needed here
@@ -179,10 +227,15 @@ class Trainer:
             self.sums[len(CRITIC_STATS) :] += torch.stack([loss.detach(), grad_norm]).double()
         self.counts[1] += 1
 
+    def _stop_requested(self) -> bool:
+        """Whether to stop at this block boundary: any rank's signal stops every rank at the same one."""
+        self.stop_signal = self.world.any_signal(self.stop_signal)
+        return self.stop_signal is not None
+
     def train_epoch(self, progress: tqdm | None = None) -> bool:
         """Run the rest of the current epoch; False if a stop signal arrived first."""
         cfg, bs = self.cfg, self.cfg.batch_size
-        if self.stop_signal is not None:  # before the permutation: a resumed epoch must draw the same one
+        if self._stop_requested():  # before the permutation: a resumed epoch must draw the same one
             return False
         if self.step == 0:
             self.perm = torch.randperm(len(self.data), generator=self.data_rng).to(self.device)
@@ -191,19 +244,19 @@ class Trainer:
         self.generator.train()
         blocks_done = 0
         while self.step < self.steps_per_epoch:
-            if self.stop_signal is not None:
-                return False
+            if self._stop_requested():
+                break
             block = min(cfg.n_critic, self.steps_per_epoch - self.step)
             self._set_learning_rates()
-            index = self.perm[self.step * bs : (self.step + block) * bs]
+            index = self.world.rows(self.perm[self.step * bs : (self.step + block) * bs], block)
             real, labels = self.data.images[index], self.data.labels[index]
             self._critic_block(real, labels, block)
-            self._generator_step(labels[-bs:])
+            self._generator_step(labels[-self.local_batch :])
             self.step += block
             blocks_done += 1
             if progress is not None:
                 progress.update(block)
-                if blocks_done % 20 == 0:
+                if blocks_done % 20 == 0:  # rank 0's rows only, under torchrun: a glance, not the log
                     progress.set_postfix(
                         {
                             k: f"{v:.3f}"
@@ -211,7 +264,8 @@ class Trainer:
                             if k in ("loss_d", "loss_g", "wasserstein")
                         }
                     )
-        return True
+        self.world.mean(self.sums)  # each rank's sums of its rows' means -> the global batches' (the log's)
+        return self.step == self.steps_per_epoch
 
     @property
     def progress(self) -> float:
@@ -259,7 +313,9 @@ class Trainer:
             "config": self.cfg.to_dict(),
         }
         path = self.run_dir / CHECKPOINT_NAME
-        save_checkpoint(path, {**self.state_tensors(), **opt_g_tensors, **opt_d_tensors}, state)
+        tensors = {**self.state_tensors(), **opt_g_tensors, **opt_d_tensors}
+        self.world.check_identical(tensors)  # the global state: any rank's, so rank 0's
+        self.world.on_main(lambda: save_checkpoint(path, tensors, state))
         return path
 
     def load(self, path: Path) -> None:
@@ -380,6 +436,15 @@ def _nonfinite(stats: dict[str, float]) -> list[str]:
     return [f"{k}={v}" for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)]
 
 
+def _report(trainer: Trainer, logger: RunLogger, record: dict, evaluating: bool) -> None:
+    """The end of an epoch on rank 0: evaluate (when due), log the record, write the sample grid and plots."""
+    if evaluating:
+        record.update(trainer.evaluate())
+    logger.log(record)
+    if evaluating:
+        logger.evaluation(trainer.epoch, trainer.sample_grid())
+
+
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer):
     """SIGINT/SIGTERM ask the loop to stop at the next block boundary and checkpoint there."""
@@ -396,13 +461,14 @@ def stop_on_signals(trainer: Trainer):
 
 
 def train(trainer: Trainer, resume: bool = False) -> dict:
-    """Train to cfg.epochs, logging, evaluating and checkpointing; returns the last epoch's record."""
-    cfg, run_dir = trainer.cfg, trainer.run_dir
+    """Train to cfg.epochs, logging, evaluating and checkpointing; returns the last epoch's record.
+    Under torchrun every rank calls it; rank 0 alone writes (log, samples, plots, checkpoints) and evaluates."""
+    cfg, run_dir, world = trainer.cfg, trainer.run_dir, trainer.world
     checkpoint_path = run_dir / CHECKPOINT_NAME
     if resume:
         trainer.load(checkpoint_path)
-    logger = RunLogger(run_dir, trainer.epoch)
-    record: dict = logger.records[-1] if logger.records else {}
+    logger = world.on_main(lambda: RunLogger(run_dir, trainer.epoch))
+    record: dict = logger.records[-1] if logger is not None and logger.records else {}
     try:
         with stop_on_signals(trainer):
             while trainer.epoch < cfg.epochs:
@@ -418,7 +484,7 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                     finished = trainer.train_epoch(progress)
                 if not finished:
                     trainer.epoch_seconds_before += time.perf_counter() - started
-                    trainer.epoch_cpu_seconds_before += time.process_time() - cpu_started
+                    trainer.epoch_cpu_seconds_before += world.sum(time.process_time() - cpu_started)
                     trainer.save()
                     raise Interrupted(
                         f"stopped by signal {trainer.stop_signal} at epoch {trainer.epoch + 1} step {trainer.step}; "
@@ -435,25 +501,21 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                 trainer.step = 0
                 # The whole epoch's cost: this process's part plus what ran before a stop and --resume.
                 seconds = trainer.epoch_seconds_before + time.perf_counter() - started
-                cpu_seconds = trainer.epoch_cpu_seconds_before + time.process_time() - cpu_started
+                cpu_seconds = trainer.epoch_cpu_seconds_before + world.sum(time.process_time() - cpu_started)
                 trainer.epoch_seconds_before = trainer.epoch_cpu_seconds_before = 0.0
                 record = {
                     "epoch": trainer.epoch,
                     **stats,
                     **trainer.constraint.diagnostics(trainer.critic),
                     "epoch_seconds": seconds,
-                    # CPU time of every thread of this process: the cost in CPU-hours, whatever the threads.
+                    # CPU time of every thread of every process: the cost in CPU-hours, whatever the threads.
                     "epoch_cpu_seconds": cpu_seconds,
                     "images_per_second": trainer.steps_per_epoch * cfg.batch_size / seconds,
                     "lr_g": trainer.opt_g.param_groups[0]["lr"],  # at the epoch's last step
                     "device": trainer.device_name,
                 }
                 evaluating = trainer.epoch % cfg.eval_every == 0 or trainer.epoch == cfg.epochs
-                if evaluating:
-                    record.update(trainer.evaluate())
-                logger.log(record)
-                if evaluating:
-                    logger.evaluation(trainer.epoch, trainer.sample_grid())
+                world.on_main(functools.partial(_report, trainer, logger, record, evaluating))
                 if trainer.epoch % cfg.checkpoint_every == 0 or trainer.epoch == cfg.epochs:
                     trainer.save()
                 if not trainer.quiet:
@@ -464,5 +526,6 @@ def train(trainer: Trainer, resume: bool = False) -> dict:
                         )
                     )
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
     return record

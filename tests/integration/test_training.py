@@ -238,7 +238,11 @@ class LinearCritic(AffineInputCritic):
 def _penalty(critic, real, fake, labels, seed=0):
     activations = critic.input_layer(torch.cat([real, fake]), labels.repeat(2)).split(real.shape[0])
     return GradientPenalty(10.0).penalty(
-        critic, activations, labels, torch.Generator().manual_seed(seed), torch.autocast("cpu", enabled=False)
+        critic,
+        activations,
+        labels,
+        lambda rows: torch.rand(rows, generator=torch.Generator().manual_seed(seed)),
+        torch.autocast("cpu", enabled=False),
     )
 
 
