@@ -51,6 +51,15 @@ def check_device(device, what: str = "device") -> str:
     return device
 
 
+INCEPTION_RUNTIMES = ("auto", "onnx", "torch")  # what runs P0's Inception; auto: onnx on the CPU, torch on CUDA
+
+
+def check_inception_runtime(runtime, what: str = "Inception runtime") -> str:
+    if runtime not in INCEPTION_RUNTIMES:
+        raise InvalidRequest(f"{what} must be one of {', '.join(INCEPTION_RUNTIMES)}, got {runtime!r}")
+    return runtime
+
+
 def check_rate(rate, what: str = "DRS rate", off: str = "") -> float:
     """A DRS target acceptance rate in (0, 1]."""
     if not (_is_number(rate) and 0.0 < rate <= 1.0):
