@@ -63,6 +63,12 @@ def test_a_bad_runtime_and_onnx_on_cuda_are_one_line_errors():
     assert inception_runtime("auto", torch.device("cuda")) == "torch"
 
 
+def test_eval_gan_refuses_an_unknown_inception_runtime_in_one_line(run_eval):
+    result = run_eval("floor", "--protocol", "p0", "--n", "100", "--inception", "tensorrt")
+    assert result.returncode == 2 and "--inception must be one of auto, onnx, torch" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
 def test_the_export_is_cached_and_redone_when_unreadable_or_its_key_changes(tmp_path, monkeypatch):
     monkeypatch.setenv("GAN_CACHE_DIR", str(tmp_path))
     first = InceptionPool3(runtime="onnx").pool3
