@@ -42,24 +42,30 @@ def check_digit(digit, what: str = "digit") -> int:
     return check_whole(digit, what, 0, NUM_DIGITS - 1)
 
 
+def check_choice(value, choices: tuple[str, ...], what: str) -> str:
+    """One of a fixed set of names (a device, a precision, an Inception runtime)."""
+    if value not in choices:
+        raise InvalidRequest(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA where there is one, else the CPU
-
-
-def check_device(device, what: str = "device") -> str:
-    if device not in DEVICES:
-        raise InvalidRequest(f"{what} must be one of {', '.join(DEVICES)}, got {device!r}")
-    return device
-
-
 # Numeric precisions of a generator's image graph: fp32 is the exported graph's arithmetic (today's bytes); int8
 # a quantised copy of its image path, shipped beside it where its quality matches (common/manifest.py).
 PRECISIONS = ("fp32", "int8")
+INCEPTION_RUNTIMES = ("auto", "onnx", "torch")  # what runs P0's Inception; auto: onnx on the CPU, torch on CUDA
+
+
+def check_device(device, what: str = "device") -> str:
+    return check_choice(device, DEVICES, what)
 
 
 def check_precision(precision, what: str = "precision") -> str:
-    if precision not in PRECISIONS:
-        raise InvalidRequest(f"{what} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
+    return check_choice(precision, PRECISIONS, what)
+
+
+def check_inception_runtime(runtime, what: str = "Inception runtime") -> str:
+    return check_choice(runtime, INCEPTION_RUNTIMES, what)
 
 
 def check_rate(rate, what: str = "DRS rate", off: str = "") -> float:

@@ -23,10 +23,9 @@ from common.manifest import artifacts_root
 from common.mnist import default_data_root
 
 from . import EvaluationError
-from .features import PREPROCESSING_VERSION
 from .fid import GaussianStats, gaussian_stats
 from .prdc import neighbour_radii
-from .protocols import Protocol
+from .protocols import PREPROCESSING_VERSION, Protocol
 
 CACHE_ENV = "GAN_CACHE_DIR"
 FLOOR_FILE = "p0_floor.json"  # `eval-gan floor --protocol p0` record, stored beside the models

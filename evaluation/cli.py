@@ -62,6 +62,8 @@ RawGeneratorOption = Annotated[bool, typer.Option("--raw-generator", help=RAW_HE
 ArtifactArgument = Annotated[Path, typer.Argument(help="an exported artifact folder")]
 DEVICE_HELP = "where Inception and the classifier run: cuda, cpu, or auto (CUDA when torch sees a GPU)"
 DeviceOption = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+INCEPTION_HELP = "what runs p0's Inception: onnx (onnxruntime, CPU only), torch, or auto (onnx on the CPU)"
+InceptionOption = Annotated[str, typer.Option("--inception", help=INCEPTION_HELP)]
 # The options every scoring command takes after its own: name -> (option, default).
 SCORING_OPTIONS = {
     "protocol": (ProtocolOption, "p0"),
@@ -71,6 +73,7 @@ SCORING_OPTIONS = {
     "markdown_path": (MarkdownOption, None),
     "quiet": (QuietOption, False),
     "device": (DeviceOption, "auto"),
+    "inception": (InceptionOption, "auto"),
 }
 
 
@@ -85,13 +88,14 @@ class Scoring:
     markdown_path: Path | None
     quiet: bool
     device: str
+    inception: str
 
     @functools.cached_property
     def root(self) -> Path:
         return resolve_data_root(self.data_root)
 
     def evaluator(self, holdout: bool = False) -> Evaluator:
-        return Evaluator(self.protocol, self.root, shows_progress(self.quiet), holdout, self.device)
+        return Evaluator(self.protocol, self.root, shows_progress(self.quiet), holdout, self.device, self.inception)
 
     def report(self, study: str, records: list[dict], evaluator: Evaluator, **label) -> None:
         """Print the Markdown table (the protocol's floor under it) and write the requested files."""

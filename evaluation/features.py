@@ -16,15 +16,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.validation import check_device
+from common.validation import check_device, check_inception_runtime
 
 from . import EvaluationError
+from .inception_onnx import OnnxPool3
 from .proxy_classifier import classify, load_classifier
 
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
-INCEPTION_BATCH = {"cpu": 100, "cuda": 500}  # images per forward pass; 500 fits any GPU this project meets
-# Bump when the pixels fed to a network change: it is part of every cached reference's key.
-PREPROCESSING_VERSION = 1
+INCEPTION_BATCH = {"cpu": 100, "cuda": 500}  # images per torch forward pass; 500 fits any GPU this project meets
 
 
 @dataclass
@@ -50,13 +49,26 @@ def torch_device(name: str) -> torch.device:
     return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
+def inception_runtime(name: str, device: torch.device) -> str:
+    """What runs Inception: onnxruntime (CPU only, the faster there) or torch (any device); auto picks onnx on
+    the CPU and torch on CUDA. Either computes the same features (to float rounding): the cache key holds neither."""
+    check_inception_runtime(name, "--inception")
+    if name == "onnx" and device.type != "cpu":
+        raise EvaluationError("--inception onnx runs on the CPU only; use --inception torch (or auto) on CUDA")
+    if name == "auto":
+        return "onnx" if device.type == "cpu" else "torch"
+    return name
+
+
 class InceptionPool3:
-    """pytorch-fid's InceptionV3 pool3 (2048-d) on grey repeated to 3 channels, [0, 1], its own resize."""
+    """pytorch-fid's InceptionV3 pool3 (2048-d) on grey repeated to 3 channels, [0, 1], its own resize; run by
+    torch or by onnxruntime (evaluation/inception_onnx.py)."""
 
     name = "inception-pool3"
 
-    def __init__(self, device: torch.device = torch.device("cpu")):
+    def __init__(self, device: torch.device = torch.device("cpu"), runtime: str = "auto"):
         self.device = device
+        self.runtime = inception_runtime(runtime, device)
         import pytorch_fid.inception
         from pytorch_fid.inception import InceptionV3
 
@@ -81,22 +93,28 @@ class InceptionPool3:
             "bytes": weights.stat().st_size,
             "sha256": _file_sha256(weights),
         }
+        if self.runtime == "onnx":
+            onnx = OnnxPool3(self.model, self.fingerprint["sha256"])
+            self.pool3, self.batch_size = onnx, onnx.batch
+        else:
+            self.pool3, self.batch_size = self._torch_pool3, INCEPTION_BATCH[device.type]
 
     @torch.inference_mode()
+    def _torch_pool3(self, images_uint8: np.ndarray) -> np.ndarray:
+        batch = torch.as_tensor(images_uint8).to(self.device).float().div(255.0)
+        grey3 = batch.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+        return self.model(grey3)[0][:, :, 0, 0].cpu().numpy()  # [B, 2048, 1, 1] -> [B, 2048]
+
     def __call__(self, images_uint8: np.ndarray, progress: bool = False) -> Features:
         out = np.empty((len(images_uint8), 2048), dtype=np.float32)
-        batch_size = INCEPTION_BATCH[self.device.type]
         for start in tqdm(
-            range(0, len(images_uint8), batch_size),
+            range(0, len(images_uint8), self.batch_size),
             desc="Inception features",
             unit="batch",
             disable=not progress,
             leave=False,
         ):
-            batch = torch.as_tensor(images_uint8[start : start + batch_size]).to(self.device).float().div(255.0)
-            grey3 = batch.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
-            pooled = self.model(grey3)[0]  # [B, 2048, 1, 1]
-            out[start : start + len(batch)] = pooled[:, :, 0, 0].cpu().numpy()
+            out[start : start + self.batch_size] = self.pool3(images_uint8[start : start + self.batch_size])
         return Features(out, None)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REFERENCE_SET = "MNIST test (10,000 images)"
+# Bump when the pixels fed to a feature network change: it is part of every cached reference's key.
+PREPROCESSING_VERSION = 1
 
 
 @dataclass(frozen=True)

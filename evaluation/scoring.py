@@ -14,7 +14,7 @@ from common.validation import NUM_DIGITS
 
 from . import EvaluationError
 from .cache import Reference, cache_dir, load_reference, read_floor, reference_key, shipped_floor
-from .features import EXTRACTORS, Features, torch_device
+from .features import EXTRACTORS, Features, InceptionPool3, inception_runtime, torch_device
 from .fid import frechet_distance, gaussian_stats
 from .prdc import check_enough, precision_recall
 from .protocols import PROTOCOLS, REFERENCE_SET
@@ -53,7 +53,13 @@ class Evaluator:
     """
 
     def __init__(
-        self, protocol: str, data_root: Path, progress: bool = False, holdout: bool = False, device: str = "cpu"
+        self,
+        protocol: str,
+        data_root: Path,
+        progress: bool = False,
+        holdout: bool = False,
+        device: str = "cpu",
+        inception: str = "auto",
     ):
         if protocol not in PROTOCOLS:
             raise EvaluationError(f"unknown protocol {protocol!r}; valid protocols: {', '.join(PROTOCOLS)}")
@@ -62,6 +68,7 @@ class Evaluator:
         self.progress = progress
         self.holdout = holdout
         self.device = torch_device(device)  # checked now: bad input before any long step
+        self.inception = inception_runtime(inception, self.device)
 
     @property
     def reference_set(self) -> str:
@@ -75,6 +82,8 @@ class Evaluator:
 
     @functools.cached_property
     def extractor(self):
+        if self.protocol.features == InceptionPool3.name:
+            return InceptionPool3(self.device, self.inception)
         return EXTRACTORS[self.protocol.features](self.device)
 
     @functools.cached_property

@@ -1,0 +1,125 @@
+"""pytorch-fid's InceptionV3 pool3 run by onnxruntime on the CPU: the same network, faster than torch there.
+
+The module pytorch-fid builds is exported to ONNX (torch's dynamo exporter) once per weights file, torch, onnx
+and pytorch-fid version, opset and preprocessing version, and cached beside the real references. Two exact
+rewrites are made before the export: the three identical grey channels are summed into the first convolution's
+weights, and the /255 and [0, 1] -> [-1, 1] scaling into its weights and a bias (that convolution has no
+padding, so the shift is a constant). The graph takes the uint8 images as they are; pytorch-fid's own resize
+stays in it. Features equal the torch path's to float rounding (tests/integration/test_inception_onnx.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytorch_fid
+import torch
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
+
+from common.files import atomic_write_bytes
+
+from .cache import cache_dir
+from .protocols import PREPROCESSING_VERSION
+
+BATCH = 50  # images per run: measured fastest on 2 cores (docs/benchmarks.md)
+OPSET = 18
+CACHE_STEM = "inception-pool3"
+
+
+class GreyPool3(torch.nn.Module):
+    """pytorch-fid's InceptionV3 on uint8 [B, 28, 28] -> pool3 [B, 2048], its first convolution folded as above."""
+
+    def __init__(self, inception: torch.nn.Module):
+        super().__init__()
+        self.inception = copy.deepcopy(inception).float().to("cpu", memory_format=torch.contiguous_format)
+        first = self.inception.blocks[0][0].conv  # Conv2d(3, 32, 3, stride 2), no bias, no padding
+        assert first.padding == (0, 0) and first.bias is None and self.inception.normalize_input
+        grey = first.weight.detach().sum(dim=1, keepdim=True)  # 3 identical channels -> 1
+        folded = torch.nn.Conv2d(1, first.out_channels, first.kernel_size, first.stride, bias=True)
+        # conv(2 * u / 255 - 1) = conv_{2W/255}(u) - sum(W): the resize is linear, so it commutes with the scaling.
+        folded.weight = torch.nn.Parameter(grey * (2.0 / 255.0))
+        folded.bias = torch.nn.Parameter(-grey.sum(dim=(1, 2, 3)))
+        self.inception.blocks[0][0].conv = folded
+        self.inception.normalize_input = False
+        self.eval()
+
+    def forward(self, images_uint8: torch.Tensor) -> torch.Tensor:
+        return self.inception(images_uint8.unsqueeze(1).float())[0].flatten(1)
+
+
+def model_key(weights_sha256: str) -> str:
+    """What the exported graph depends on; a change of any of them exports anew."""
+    definition = {
+        "weights_sha256": weights_sha256,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "pytorch_fid": pytorch_fid.__version__,
+        "opset": OPSET,
+        "preprocessing": PREPROCESSING_VERSION,
+    }
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_path(weights_sha256: str) -> Path:
+    return cache_dir() / f"{CACHE_STEM}-{model_key(weights_sha256)}.onnx"
+
+
+def export(inception: torch.nn.Module, path: Path) -> None:
+    """Write pytorch-fid's network as ONNX to `path` (atomically), removing exports of older definitions."""
+    batch = torch.export.Dim("batch", min=1)
+    with torch.inference_mode(False), torch.no_grad():  # torch.export refuses inference-mode tensors
+        program = torch.onnx.export(
+            GreyPool3(inception),
+            (torch.zeros(2, 28, 28, dtype=torch.uint8),),
+            input_names=["images"],
+            output_names=["pool3"],
+            dynamic_shapes={"images_uint8": {0: batch}},
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    buffer = io.BytesIO()
+    program.save(buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for older in path.parent.glob(f"{CACHE_STEM}-*.onnx"):
+        if older != path:
+            older.unlink(missing_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def session(model: bytes) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    # One thread per core this process may use (not the machine's: containers and taskset pin fewer).
+    options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+class OnnxPool3:
+    """The cached export of `inception` (exported now when absent), ready to run."""
+
+    batch = BATCH
+
+    def __init__(self, inception: torch.nn.Module, weights_sha256: str):
+        self.path = model_path(weights_sha256)
+        self.exported = False
+        try:
+            self.session = session(self.path.read_bytes())
+        except (OSError, Fail, InvalidGraph, InvalidProtobuf):  # absent or unreadable: export it (again)
+            export(inception, self.path)
+            self.exported = True
+            self.session = session(self.path.read_bytes())
+
+    def __call__(self, images_uint8: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"images": np.ascontiguousarray(images_uint8, dtype=np.uint8)})[0]
