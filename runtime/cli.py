@@ -30,7 +30,7 @@ from common.validation import (
     check_spread,
 )
 
-from .model import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PROPOSALS, GanModel
+from .model import CONV_RUN_IMAGES, DEFAULT_BATCH_SIZE, DEFAULT_MAX_PROPOSALS, GanModel
 from .progress import progress_bar
 from .registry import ARTIFACTS_ENV, default_model, found_models, locate, runnable
 
@@ -51,7 +51,7 @@ DIGIT_HELP = "digit 0..9 (conditional models; score: default the digit each imag
 DigitOption = Annotated[int | None, checked_option(check_digit, "--digit", "-d", show_default=False, help=DIGIT_HELP)]
 DRS_HELP = "discriminator rejection sampling: target acceptance rate in (0, 1], e.g. 0.2"
 SPREAD_HELP = "noise scale: < 1 typical digits, > 1 more varied ones [the model's default, else 1]"
-BATCH_HELP = "images per graph run (DRS proposal round)"
+BATCH_HELP = f"images per round (DRS: proposals drawn at a time); a conv generator runs {CONV_RUN_IMAGES} at a time"
 DEFAULT_GRID = Path("grid.png")
 OUT_HELP = f"grid PNG [{DEFAULT_GRID}]"
 OUT_DIR_HELP = "new (or empty) folder for one PNG per image"

@@ -52,8 +52,8 @@ from .registry import locate
 # (see bench/runtime_speed.py) and keeps a 10,000-image run under ~150 MB of peak memory.
 DEFAULT_BATCH_SIZE = 256
 # Images per graph run of a conv generator, whatever the round: its activations grow with the run (conv_w96: two
-# 96 x 28 x 28 float maps, ~0.6 MB, per image) while past ~8 images a run is no faster (measured on 2 cores: fp32
-# and int8 images/s level from 8 to 256). Same images: every row is computed alone (tested). An MLP generator
+# 96 x 28 x 28 float maps, ~0.6 MB, per image) while runs of 8 to 256 images gave the same images/s (fp32 and
+# int8, 2 cores, within the noise). Same images: every row is computed alone (tested). An MLP generator
 # runs whole rounds: its activations are small and its GEMMs faster the more rows they get.
 CONV_RUN_IMAGES = 16
 # Without an explicit bound, DRS gives up after this many times the proposals the target rate needs,
