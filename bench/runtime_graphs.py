@@ -14,8 +14,9 @@ Per model (shipped artifacts; no training checkpoint needed):
   the graph's inferred shapes) against an fp32 GEMM of the size of the model's largest layer at batch 256, run by
   onnxruntime in the same process;
 - DRS at a 20 % target: time for 2,048 images (conv: 256) against plain sampling's (default precision), the
-  proposals it drew per image, and the least the ratio can be: proposals per image x (G + D) / G, from the FLOPs of
-  the image graph and the critic graph (and from the measured speeds of the whole and the cut graph);
+  proposals it drew per image, and the ratio of the graphs' work: proposals per image x (G + D) / G, from the FLOPs
+  of the image graph and the critic graph (and from the measured speeds of the whole and the cut graph); work
+  outside the graphs, the same per image in both, can pull a measured ratio below it;
 - cold start: `gan-runtime sample --n 100 --out grid.png --quiet` in the repository (so ./artifacts), from process
   start to exit, median of --cold-runs after one run that fills a fresh graph cache, and the peak RSS (wait4), with
   the load average before and after: the default model as gan-runtime picks it (no --model) at its default precision,
