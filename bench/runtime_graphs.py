@@ -13,10 +13,15 @@ Per model (shipped artifacts; no training checkpoint needed):
 - achieved GFLOP/s of the image graph (multiply-adds x 2 of its Gemm / Conv / ConvTranspose nodes, counted from
   the graph's inferred shapes) against an fp32 GEMM of the size of the model's largest layer at batch 256, run by
   onnxruntime in the same process;
-- DRS at a 20 % target: time for 2,048 images (conv: 256) against plain sampling's (default precision);
-- cold start: `gan-runtime sample --n 100 --out grid.png` from process start to exit, median of --cold-runs after
-  one run that fills the graph cache, and the peak RSS (wait4), at the default precision and at each variant.
-Onnxruntime and torch run in separate processes (no shared thread pools), one after the other.
+- DRS at a 20 % target: time for 2,048 images (conv: 256) against plain sampling's (default precision), the
+  proposals it drew per image, and the ratio of the graphs' work: proposals per image x (G + D) / G, from the FLOPs
+  of the image graph and the critic graph (and from the measured speeds of the whole and the cut graph); work
+  outside the graphs, the same per image in both, can pull a measured ratio below it;
+- cold start: `gan-runtime sample --n 100 --out grid.png --quiet` in the repository (so ./artifacts), from process
+  start to exit, median of --cold-runs after one run that fills a fresh graph cache, and the peak RSS (wait4), with
+  the load average before and after: the default model as gan-runtime picks it (no --model) at its default precision,
+  at fp32 and at each of its variants (--precision), then each other --model; the settings take turns, run by run.
+Onnxruntime and torch run in separate processes (no shared thread pools), one after the other; the cold starts last.
 """
 
 from __future__ import annotations
@@ -124,23 +129,34 @@ def onnxruntime_worker(model_name: str, repeats: int) -> dict:
         rates[f"image_graph_{precision}"] = best_rate(
             lambda v=variant: v._generate_images(eps, labels, BATCH), images, repeats
         )
-    flops, largest = graph_flops(image_graph(manifest))
+    graph = image_graph(manifest)
+    flops, largest = graph_flops(graph if isinstance(graph, bytes) else graph.read_bytes())
+    critic_flops, _ = graph_flops(manifest.read_graph("critic"))  # shapes only: its external weights are not needed
     ceiling = gemm_ceiling(largest, repeats)
     default = GanModel(manifest, "cpu")
-    ratios = []
+    ratios, proposals = [], []
     for seed in range(repeats):  # plain and DRS alternate, so each ratio compares like moments
         started = time.perf_counter()
         default.generate(DRS_IMAGES[kind], seed=seed)
         plain = time.perf_counter() - started
         started = time.perf_counter()
-        default.generate(DRS_IMAGES[kind], seed=seed, drs_rate=0.2)
+        _, stats = default.generate(DRS_IMAGES[kind], seed=seed, drs_rate=0.2)
         ratios.append((time.perf_counter() - started) / plain)
+        proposals.append(stats.proposals / stats.requested)
+    drawn = statistics.median(proposals)
     return {
         "images_per_s": rates,
         "mflop_per_image": flops / 1e6,
+        "critic_mflop_per_image": critic_flops / 1e6,
         "achieved_gflop_per_s": {name: rate * flops / 1e9 for name, rate in rates.items() if name != "whole_graph"},
         "gemm_ceiling": {"shape_mkn": largest, "gflop_per_s": ceiling},
-        "drs_20_percent_vs_plain": {"ratio": statistics.median(ratios), "default_precision": default.precision},
+        "drs_20_percent_vs_plain": {
+            "ratio": statistics.median(ratios),
+            "default_precision": default.precision,
+            "proposals_per_image": drawn,
+            "least_ratio_from_flops": drawn * (flops + critic_flops) / flops,
+            "least_ratio_from_speeds": drawn * rates[f"image_graph_{default.precision}"] / rates["whole_graph"],
+        },
     }
 
 
@@ -195,40 +211,44 @@ def torch_worker(model_name: str, repeats: int) -> dict:
     }
 
 
-def cold_starts(model_name: str, precisions: list[str], runs: int) -> dict:
-    """Median wall seconds and peak RSS of `gan-runtime sample --n 100 --out grid.png` per precision (None:
-    the default), after one run that fills a fresh graph cache."""
-    results = {}
+def cold_starts(default_name: str, default_precisions: list[str], others: list[str], runs: int) -> dict:
+    """Median wall seconds and peak RSS of `gan-runtime sample --n 100 --out grid.png --quiet` per setting, after one
+    run of each that fills a fresh graph cache; the settings take turns, so each sees the same load."""
+    settings = {f"{default_name} (the default: no --model), default precision": []}
+    settings |= {f"{default_name} (the default), --precision {p}": ["--precision", p] for p in default_precisions}
+    settings |= {f"{name} (--model)": ["--model", name] for name in others}
+    samples: dict[str, list[tuple[float, float]]] = {label: [] for label in settings}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         env = dict(os.environ, XDG_CACHE_HOME=scratch, PYTHONPATH=str(REPO))
-        for precision in [None, *precisions]:
-            command = [
-                str(Path(sys.executable).with_name("gan-runtime")),
-                "sample",
-                "--model",
-                model_name,
-                "--n",
-                "100",
-                "--out",
-                f"{scratch}/grid.png",
-                "--quiet",
-            ] + ([] if precision is None else ["--precision", precision])
-            samples = []
-            for _ in range(runs + 1):
+        env.pop("GAN_ARTIFACTS", None)  # ./artifacts of the repository, as a checkout finds it
+        program = str(Path(sys.executable).with_name("gan-runtime"))
+        for _ in range(runs + 1):
+            for label, options in settings.items():
+                command = [program, "sample", "--n", "100", "--out", f"{scratch}/grid.png", "--quiet", *options]
                 started = time.perf_counter()
                 process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
                 _, status, usage = os.wait4(process.pid, 0)
                 if os.waitstatus_to_exitcode(status) != 0:
                     raise RuntimeError(f"{command} failed")
-                samples.append((time.perf_counter() - started, usage.ru_maxrss / 1024))
-            warm = samples[1:]  # the first run cut the graph and filled the cache
-            results[precision or "default"] = {
-                "first_run_s": round(samples[0][0], 3),
-                "median_s": round(statistics.median(s for s, _ in warm), 3),
-                "best_s": round(min(s for s, _ in warm), 3),
-                "peak_rss_mb": round(max(m for _, m in warm), 1),
-            }
-    return results
+                samples[label].append((time.perf_counter() - started, usage.ru_maxrss / 1024))
+    results = {}
+    for label, measured in samples.items():
+        warm = measured[1:]  # the first run cut the graph and filled the cache
+        results[label] = {
+            "first_run_s": round(measured[0][0], 3),
+            "median_s": round(statistics.median(s for s, _ in warm), 3),
+            "best_s": round(min(s for s, _ in warm), 3),
+            "runs_s": [round(s, 3) for s, _ in warm],
+            "peak_rss_mb": round(max(m for _, m in warm), 1),
+        }
+    return {
+        "command": "gan-runtime sample --n 100 --out grid.png --quiet [options], cwd: the repository (./artifacts)",
+        "runs": runs,
+        "load_average_1_5_15min_before": [round(x, 2) for x in load_before],
+        "load_average_1_5_15min_after": [round(x, 2) for x in os.getloadavg()],
+        "settings": results,
+    }
 
 
 def worker(side: str, model_name: str, repeats: int) -> dict:
@@ -244,7 +264,7 @@ def main(
         ["wgan_gp_cond_conv_w96", "wgan_gp_cond_mlp", "wgan_gp_mlp"], help="shipped models under artifacts/"
     ),
     repeats: int = typer.Option(3, help="timed runs per measurement (best is kept)"),
-    cold_runs: int = typer.Option(5, help="cold starts per setting (after one that fills the cache)"),
+    cold_runs: int = typer.Option(7, help="cold starts per setting (after one that fills the cache)"),
     json_path: Path | None = typer.Option(None, "--json", help="also write the JSON here"),
     worker_side: str | None = typer.Option(None, "--worker", hidden=True),
 ) -> None:
@@ -255,12 +275,11 @@ def main(
     from machine import cpu_name
 
     from common.files import atomic_write_text
-    from common.manifest import read_manifest
+    from runtime.registry import best_model, shipped_models
 
     load_before = os.getloadavg()
     results = {}
     for name in model:
-        variants = sorted(read_manifest(REPO / "artifacts" / name).variants)
         runtime = worker("onnxruntime", name, repeats)
         eager = worker("torch", name, repeats)
         rates = runtime["images_per_s"]
@@ -270,8 +289,10 @@ def main(
             "torch": eager,
             "speedup_vs_whole_graph": {k: v / rates["whole_graph"] for k, v in rates.items() if k != "whole_graph"},
             "fastest_vs_eager_bf16": fastest / eager["images_per_s"]["eager_bf16_autocast"],
-            "cold_start_sample_100": cold_starts(name, variants, cold_runs),
         }
+    default = best_model(shipped_models(REPO / "artifacts"))[0].readable  # what gan-runtime picks in the repository
+    others = [name for name in model if name != default.name]
+    cold = cold_starts(default.name, ["fp32", *sorted(default.variants)], others, cold_runs)
     report = {
         "benchmark": "runtime_graphs",
         "batch": BATCH,
@@ -283,6 +304,7 @@ def main(
             "load_average_1_5_15min_after": [round(x, 2) for x in os.getloadavg()],
         },
         "models": results,
+        "cold_start_sample_100": cold,
     }
     text = json.dumps(report, indent=2)
     typer.echo(text)

@@ -406,6 +406,11 @@ class Manifest:
                 return False
         return True
 
+    @property
+    def generator_architecture(self) -> str:
+        """The generator's: "mlp" or "conv" (`architecture` names the pair, e.g. "mlp G + conv D", when they differ)."""
+        return self.architecture.split(" G + ")[0]
+
     def summary(self) -> str:
         labels = (
             "conditional (digit)"

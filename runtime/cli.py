@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import io
 import json
 import math
@@ -29,7 +30,7 @@ from common.validation import (
     check_spread,
 )
 
-from .model import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PROPOSALS, GanModel
+from .model import CONV_RUN_IMAGES, DEFAULT_BATCH_SIZE, DEFAULT_MAX_PROPOSALS, GanModel
 from .progress import progress_bar
 from .registry import ARTIFACTS_ENV, default_model, found_models, locate, runnable
 
@@ -50,7 +51,7 @@ DIGIT_HELP = "digit 0..9 (conditional models; score: default the digit each imag
 DigitOption = Annotated[int | None, checked_option(check_digit, "--digit", "-d", show_default=False, help=DIGIT_HELP)]
 DRS_HELP = "discriminator rejection sampling: target acceptance rate in (0, 1], e.g. 0.2"
 SPREAD_HELP = "noise scale: < 1 typical digits, > 1 more varied ones [the model's default, else 1]"
-BATCH_HELP = "images per graph run (DRS proposal round)"
+BATCH_HELP = f"images per round (DRS: proposals drawn at a time); a conv generator runs {CONV_RUN_IMAGES} at a time"
 DEFAULT_GRID = Path("grid.png")
 OUT_HELP = f"grid PNG [{DEFAULT_GRID}]"
 OUT_DIR_HELP = "new (or empty) folder for one PNG per image"
@@ -233,4 +234,9 @@ def info(model: Annotated[str | None, typer.Argument(help=MODEL_HELP, show_defau
 
 
 def main() -> None:
-    run_app(app, "gan-runtime")
+    try:
+        run_app(app, "gan-runtime")
+    finally:
+        # Every file the command wrote is closed: leave the interpreter's collections at exit nothing to walk
+        # (objects still go by reference counting). Measured: teardown 0.17-0.27 s -> 0.05-0.06 s on 2 busy cores.
+        gc.freeze()

@@ -32,15 +32,15 @@ def cached_file(manifest: Manifest) -> Path:
     return cache_folder() / f"{manifest.sha256[manifest.graph_file('generator')]}.{CUT_VERSION}.onnx"
 
 
-def image_graph(manifest: Manifest, refresh: bool = False) -> bytes:
-    """The model's generator graph cut to `image`: from the cache, else cut now and cached (when the folder can be
-    written). The generator graph is read and checked against its sha256 either way, so a modified model is refused
-    as before; `refresh` ignores a cached file (one onnxruntime could not load)."""
+def image_graph(manifest: Manifest, refresh: bool = False) -> Path | bytes:
+    """The model's generator graph cut to `image`: the cached file's path (onnxruntime reads it itself, so no copy
+    of the graph stays in Python: a session made from bytes keeps them), else the graph cut now, cached when the
+    folder can be written. The generator graph is read and checked against its sha256 either way, so a modified
+    model is refused as before; `refresh` ignores a cached file (one onnxruntime could not load)."""
     generator = manifest.read_graph("generator")
     path = cached_file(manifest)
-    if not refresh:
-        with contextlib.suppress(OSError):
-            return path.read_bytes()
+    if not refresh and path.is_file():
+        return path
     graph = cut_to_image(generator, manifest.external_data())
     with contextlib.suppress(OSError, UserError):  # read-only home, full disk: the cut is used from memory
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +48,14 @@ from common.validation import (
 from .image_cache import image_graph
 from .registry import locate
 
-# Images per graph run: on 2 cores 256 runs as fast as 1024 (see bench/runtime_speed.py) and keeps
-# a 10,000-image run under ~150 MB of peak memory.
+# Images per round (a progress step; under DRS, the proposals drawn at a time): on 2 cores 256 runs as fast as 1024
+# (see bench/runtime_speed.py) and keeps a 10,000-image run under ~150 MB of peak memory.
 DEFAULT_BATCH_SIZE = 256
+# Images per graph run of a conv generator, whatever the round: its activations grow with the run (conv_w96: two
+# 96 x 28 x 28 float maps, ~0.6 MB, per image) while runs of 8 to 256 images gave the same images/s (fp32 and
+# int8, 2 cores, within the noise). Same images: every row is computed alone (tested). An MLP generator
+# runs whole rounds: its activations are small and its GEMMs faster the more rows they get.
+CONV_RUN_IMAGES = 16
 # Without an explicit bound, DRS gives up after this many times the proposals the target rate needs,
 # and never after more than DEFAULT_MAX_PROPOSALS: a request whose N / rate exceeds that is refused up
 # front. 250,000 proposals take ~15-25 s with the MLP generators (10-17k proposals/s measured on this
@@ -298,8 +303,8 @@ class GanModel:
             )
 
     def round_seconds(self, batch_size: int = DEFAULT_BATCH_SIZE, drs: bool = False) -> float:
-        """Seconds one graph run of `batch_size` images takes (`drs`: the whole generator graph, else plain
-        sampling's): the fastest run of that size seen so far. When none was, measured by one run on zero noise
+        """Seconds one round of `batch_size` images takes (`drs`: the whole generator graph, else plain
+        sampling's): the fastest round of that size seen so far. When none was, measured by one run on zero noise
         (never a seed's), after a run of a few images that opens the session and warms it up."""
         if batch_size not in self._speeds(drs):
             for size in (min(8, batch_size), batch_size):
@@ -420,15 +425,16 @@ class GanModel:
         """uint8 images [n, 28, 28] through plain sampling's image graph; after each batch, after_batch(images done
         so far). Full batches' times feed round_seconds()."""
         session = self._session("image")
-        images = np.empty((len(eps), 28, 28), dtype=np.uint8)  # quantised per batch: memory stays at uint8 size
+        images = np.empty((len(eps), 28, 28), dtype=np.uint8)  # quantised per run: memory stays at uint8 size
         for start in range(0, len(eps), batch_size):
-            rows = slice(start, start + batch_size)
+            stop = min(start + batch_size, len(eps))
             started = time.perf_counter()
-            (image,) = session.run(None, {"eps": eps[rows], "label": labels[rows]})
-            images[rows] = unit_to_uint8(image[:, 0])
-            self._time_round(False, batch_size, len(image), started)
+            for rows in self._graph_runs(start, stop):
+                (image,) = session.run(None, {"eps": eps[rows], "label": labels[rows]})
+                images[rows] = unit_to_uint8(image[:, 0])
+            self._time_round(False, batch_size, stop - start, started)
             if after_batch is not None:
-                after_batch(min(start + batch_size, len(eps)))
+                after_batch(stop)
         return images
 
     def _generate_batches(self, eps: np.ndarray, labels: np.ndarray, batch_size: int):
@@ -438,12 +444,23 @@ class GanModel:
         images = np.empty((len(eps), 28, 28), dtype=np.uint8)
         logits, fs = np.empty(len(eps)), np.empty(len(eps))
         for start in range(0, len(eps), batch_size):
-            rows = slice(start, start + batch_size)
+            stop = min(start + batch_size, len(eps))
             started = time.perf_counter()
-            image, logits[rows], fs[rows] = session.run(None, {"eps": eps[rows], "label": labels[rows]})
-            images[rows] = unit_to_uint8(image[:, 0])
-            self._time_round(True, batch_size, len(image), started)
+            for rows in self._graph_runs(start, stop):
+                image, logits[rows], fs[rows] = session.run(None, {"eps": eps[rows], "label": labels[rows]})
+                images[rows] = unit_to_uint8(image[:, 0])
+            self._time_round(True, batch_size, stop - start, started)
         return images, logits, fs
+
+    @property
+    def _run_images(self) -> int | None:
+        """Images per run of a generator graph: CONV_RUN_IMAGES on a conv generator, else None (whole rounds)."""
+        return CONV_RUN_IMAGES if self.manifest.generator_architecture == "conv" else None
+
+    def _graph_runs(self, start: int, stop: int) -> Iterator[slice]:
+        """The rows [start, stop) of one round as graph runs."""
+        step = self._run_images or stop - start
+        return (slice(first, min(first + step, stop)) for first in range(start, stop, step))
 
     def _time_round(self, drs: bool, batch_size: int, size: int, started: float) -> None:
         if size == batch_size:
@@ -495,8 +512,9 @@ class GanModel:
         """The shared weights both sessions use, read and checked once; onnxruntime copies what it needs."""
         return self.manifest.external_data()
 
-    def _graph(self, role: str, refresh: bool = False) -> tuple[bytes, str]:
-        """(the graph's bytes, sha256 checked, its file name for errors); role "image" is plain sampling's."""
+    def _graph(self, role: str, refresh: bool = False) -> tuple[Path | bytes, str]:
+        """(the graph: its bytes, sha256 checked, or plain sampling's cached cut graph file; its file name for
+        errors); role "image" is plain sampling's."""
         if role != "image":
             return self.manifest.read_graph(role), self.manifest.graph_file(role)
         if self.precision == EXACT_PRECISION:
@@ -512,6 +530,10 @@ class GanModel:
             # Idle threads sleep instead of spinning: on a small or shared CPU, spinning threads take
             # the cores the working ones need (measured: faster at every batch size on 2 busy cores).
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            # onnxruntime's memory pattern plans one block per input shape and its arena keeps each: a conv generator's
+            # rounds run in pieces of two sizes, so without it the default model's 100-image grid peaks at 120.6 MiB
+            # instead of 128.5, at the same speed; an MLP's one run per round is smaller with it (94.9 vs 98.0 MiB).
+            options.enable_mem_pattern = role == "critic" or self._run_images is None
             external = self._external_data if role != "image" else {}  # image graphs are self-contained
             if external:
                 options.add_external_initializers_from_files_in_memory(

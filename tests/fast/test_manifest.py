@@ -44,6 +44,11 @@ def test_every_shipped_manifest_round_trips_byte_exact(entry):
     assert manifest.format_version == FORMAT_VERSION and manifest.name == entry.name
 
 
+@pytest.mark.parametrize("entry", SHIPPED, ids=[entry.name for entry in SHIPPED])
+def test_the_generator_architecture_is_the_one_it_was_trained_with(entry):
+    assert entry.manifest.generator_architecture == entry.manifest.training["config"]["arch"]
+
+
 def _drop(key):
     return lambda data: data.pop(key)
 
