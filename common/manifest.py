@@ -193,6 +193,13 @@ class DrsCalibration:
             candidates=_take(data, "candidates", "a JSON object", where, optional=True) or {},
         )
 
+    def to_json(self) -> dict:
+        """The manifest's "drs" object; one calibrated before head kinds (no candidates) keeps its keys as written."""
+        data = dataclasses.asdict(self)
+        if not self.candidates:
+            del data["head_kind"], data["candidates"]
+        return data
+
     def summary(self) -> str:
         """One line: the head's kind and how well it tells held-out real images from generated ones."""
         auc, accuracy = self.fit.get("auc"), self.fit.get("accuracy")
@@ -297,7 +304,7 @@ class Manifest:
             "prior": dataclasses.asdict(self.prior),
             "graphs": {role: dataclasses.asdict(info) for role, info in self.graphs.items()},
             "intensity_matching": self.intensity_matching,
-            "drs": dataclasses.asdict(self.drs),
+            "drs": self.drs.to_json(),
             "evaluation": self.evaluation,
             "opset": self.opset,
             "producers": self.producers,

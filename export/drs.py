@@ -175,7 +175,7 @@ def fit_logistic_head(real_scores: np.ndarray, fake_scores: np.ndarray) -> tuple
 
     def loss_fn():
         optimizer.zero_grad()
-        loss = (F.binary_cross_entropy_with_logits(line[0] * standard + line[1], targets, reduction="none") * weights)
+        loss = F.binary_cross_entropy_with_logits(line[0] * standard + line[1], targets, reduction="none") * weights
         loss = loss.sum() + HEAD_L2 * line[0] ** 2
         loss.backward()
         return loss
@@ -191,13 +191,18 @@ def train_score_head(critic: nn.Module, train: LabelledImages, selection: Labell
     scores = logits_of(critic, head, train.images, train.labels)
     real = train.targets.numpy() > 0
     head = ScoreHead(*fit_logistic_head(scores[real], scores[~real]))
-    return Candidate(critic, head, roc_auc(logits_of(critic, head, selection.images, selection.labels), selection.targets))
+    return Candidate(
+        critic, head, roc_auc(logits_of(critic, head, selection.images, selection.labels), selection.targets)
+    )
 
 
 @torch.no_grad()
 def _hidden(critic: nn.Module, data: LabelledImages) -> torch.Tensor:
     return torch.cat(
-        [critic.hidden(data.images[i : i + _BATCH], data.labels[i : i + _BATCH]) for i in range(0, len(data.images), _BATCH)]
+        [
+            critic.hidden(data.images[i : i + _BATCH], data.labels[i : i + _BATCH])
+            for i in range(0, len(data.images), _BATCH)
+        ]
     )
 
 
@@ -213,7 +218,9 @@ def train_feature_head(
     best = (-1.0, copy.deepcopy(head.state_dict()))
     for step in range(1, FEATURE_STEPS + 1):
         optimizer.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(head.from_hidden(hidden, train.labels), train.targets, reduction="none")
+        loss = F.binary_cross_entropy_with_logits(
+            head.from_hidden(hidden, train.labels), train.targets, reduction="none"
+        )
         (loss * weights).sum().backward()
         optimizer.step()
         if step % FEATURE_CHECK_EVERY == 0:
@@ -241,7 +248,9 @@ def train_finetuned_critic(critic: nn.Module, train: LabelledImages, selection: 
         for start in range(0, len(real_order), FINETUNE_BATCH):
             rows = torch.cat([real_order[start : start + FINETUNE_BATCH], fake_order[start : start + FINETUNE_BATCH]])
             optimizer.zero_grad()
-            loss = F.binary_cross_entropy_with_logits(tuned(train.images[rows], train.labels[rows]), train.targets[rows])
+            loss = F.binary_cross_entropy_with_logits(
+                tuned(train.images[rows], train.labels[rows]), train.targets[rows]
+            )
             loss.backward()
             optimizer.step()
         tuned.eval()
@@ -277,7 +286,9 @@ def split_calibration_data(
     for name, size in sizes.items():
         real = (images[start : start + size], labels[start : start + size])
         start += size
-        parts[name] = LabelledImages.of(real, _generated(sample, size * (FAKES_PER_REAL if name == "train" else 1), rng, progress))
+        parts[name] = LabelledImages.of(
+            real, _generated(sample, size * (FAKES_PER_REAL if name == "train" else 1), rng, progress)
+        )
     return parts
 
 
@@ -333,8 +344,12 @@ def calibrate(
         "generated_images": int((~real).sum()),
         "training_real_images": int(parts["train"].targets.sum()),
         "selection_real_images": int(parts["selection"].targets.sum()),
-        "bce": float((F.binary_cross_entropy_with_logits(logits, report.targets.double(), reduction="none")
-                      * report.class_weights().double()).sum()),
+        "bce": float(
+            (
+                F.binary_cross_entropy_with_logits(logits, report.targets.double(), reduction="none")
+                * report.class_weights().double()
+            ).sum()
+        ),
         "accuracy": float(((logits > 0) == real).double().mean()),
         "auc": candidates[kind]["held_out_auc"],
         "mean_logit_real": float(logits[real].mean()),
@@ -351,8 +366,18 @@ def calibrate(
         by_digit = [gamma_table(f[digits == digit]) for digit in range(NUM_DIGITS)]
     scale, bias = (float(chosen.head.scale), float(chosen.head.bias)) if kind != "features" else (None, None)
     calibration = DrsCalibration(
-        HEAD_DESCRIPTIONS[kind], scale, bias, max_logit, EPSILON, burn_in, list(RATE_GRID), gamma_table(f), by_digit,
-        fit, head_kind=kind, candidates=candidates,
+        HEAD_DESCRIPTIONS[kind],
+        scale,
+        bias,
+        max_logit,
+        EPSILON,
+        burn_in,
+        list(RATE_GRID),
+        gamma_table(f),
+        by_digit,
+        fit,
+        head_kind=kind,
+        candidates=candidates,
     )
     return chosen.critic, chosen.head, calibration
 

@@ -77,7 +77,9 @@ def fit_tone_curve(
     rng = torch.Generator().manual_seed(seed)
     prior = generator.prior
     weights = prior.label_weights() if prior.num_labels else None
-    labels = sample_labels(prior.labels_are_digits, weights, samples, rng)  # the model's own class sampling, as DRS calibration's
+    labels = sample_labels(
+        prior.labels_are_digits, weights, samples, rng
+    )  # the model's own class sampling, as DRS calibration's
     values = (
         torch.cat(
             [
