@@ -230,7 +230,7 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_export_carries_the_same_contract(conditional_run, tmp_path):
     out = tmp_path / "ts"
-    manifest = export_run(conditional_run, "torchscript", out, DATA_ROOT, burn_in=1000).to_json()
+    manifest = export_run(conditional_run, "torchscript", out, DATA_ROOT, burn_in=1000, head_kind="score").to_json()
     assert sorted(p.name for p in out.iterdir()) == ["critic.pt", "generator.pt", "manifest.json"]
     assert manifest["graph_format"] == "torchscript" and manifest["opset"] is None
     files = {"metadata.json": ""}
@@ -249,9 +249,9 @@ def test_export_replaces_an_artifact_only_with_force(conditional_run, tmp_path):
     out.mkdir()
     (out / "stale.txt").write_text("old")
     with pytest.raises(ExportError, match="already exists"):
-        export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500)
+        export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500, head_kind="score")
     assert (out / "stale.txt").exists()
-    export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500, force=True)
+    export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500, force=True, head_kind="score")
     assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "critic.weights", "generator.onnx", "manifest.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["cond"]  # no staging folders left behind
 

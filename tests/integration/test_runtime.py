@@ -37,7 +37,7 @@ def artifacts(trained_runs, tmp_path_factory):
     root = tmp_path_factory.mktemp("artifacts")
     with single_torch_thread():
         for name, run_dir in trained_runs.items():
-            export_run(run_dir, "onnx", root / name, DATA_ROOT)  # the default 10k burn-in
+            export_run(run_dir, "onnx", root / name, DATA_ROOT, head_kind="score")  # the default 10k burn-in
     with environment_variable(ARTIFACTS_ENV, str(root)):
         yield root
 
@@ -147,7 +147,7 @@ def test_drs_hits_the_target_rate_and_keeps_the_more_realistic_samples(artifacts
 
 def test_drs_running_max_rises_above_a_short_burn_in(artifacts, trained_runs, tmp_path):
     with single_torch_thread():
-        export_run(trained_runs["cond"], "onnx", tmp_path / "short", DATA_ROOT, burn_in=20)
+        export_run(trained_runs["cond"], "onnx", tmp_path / "short", DATA_ROOT, burn_in=20, head_kind="score")
     short = GanModel.load(tmp_path / "short")
     _, stats = short.generate(400, seed=0, drs_rate=0.2)
     assert stats.max_logit > short.manifest.drs.max_logit
