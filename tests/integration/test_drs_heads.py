@@ -97,7 +97,8 @@ def test_a_head_trains_and_exports_with_onnx_equal_to_pytorch(frozen, kind):
     labels = np.arange(300) % 10
     with torch.no_grad():
         images = generator(torch.from_numpy(eps), torch.from_numpy(labels))
-    expected = logits_of(tuned, head, images, torch.from_numpy(labels))
+    # The graphs cap D~ at D~_M (export/graphs.py DrsF), so the runtime's running maximum stays put.
+    expected = np.minimum(logits_of(tuned, head, images, torch.from_numpy(labels)), np.float32(calibration.max_logit))
     image, logit, f = sessions["generator"].run(None, {"eps": eps, "label": labels})
     assert np.abs(image - ((images + 1) / 2).numpy()).max() <= 1e-5
     # F is checked against F of the graph's own logit: near D~_M, F's slope turns a float32 ulp of D~ into ~1e-5.
@@ -158,6 +159,7 @@ def test_reexport_gives_a_shipped_model_a_new_head_and_keeps_its_images(conv_run
     assert np.abs(logit - critic_logit).max() <= 1e-5
     _, stats = after_model.generate(400, seed=2, digit=3, drs_rate=0.5)
     assert stats.acceptance_rate == pytest.approx(0.5, abs=0.05)
+    assert stats.max_logit == pytest.approx(after.drs.max_logit, abs=1e-6) and logit.max() <= stats.max_logit
 
     again = run_export_cli(old, "--out", new, "--drs-head", "score")
     assert again.returncode == 2 and "already exists" in again.stderr
