@@ -163,3 +163,6 @@ def test_reexport_gives_a_shipped_model_a_new_head_and_keeps_its_images(conv_run
 
     again = run_export_cli(old, "--out", new, "--drs-head", "score")
     assert again.returncode == 2 and "already exists" in again.stderr
+    raw = run_export_cli(old, "--out", tmp_path / "raw", "--raw-generator")  # a run's option, not a model's
+    assert raw.returncode == 2 and "re-exporting a model folder takes only" in raw.stderr
+    assert not (tmp_path / "raw").exists()
