@@ -102,13 +102,16 @@ def eager_worker(run_dir: Path, artifact: Path, repeats: int) -> dict:
 
     from common.images import unit_to_uint8
     from common.manifest import read_manifest
-    from export.graphs import DrsHead
+    from export.drs import ScoreHead
+    from export.graphs import DrsF
     from training.run import load_trained
 
     run = load_trained(run_dir)
     generator, critic = run.generator, run.critic
     calibration = read_manifest(artifact).drs
-    head = DrsHead(calibration.scale, calibration.bias, calibration.max_logit, calibration.epsilon)
+    # The run's own critic with a score head: what any head costs to within its small MLP (a features head's 256x64).
+    head = ScoreHead(calibration.scale or 1.0, calibration.bias or 0.0)
+    drs = DrsF(calibration.max_logit, calibration.epsilon)
     labels_count = max(generator.prior.num_labels, 1)
 
     def generate(n: int, batch: int, with_head: bool) -> None:
@@ -120,7 +123,7 @@ def eager_worker(run_dir: Path, artifact: Path, repeats: int) -> dict:
                 z, y = torch.from_numpy(eps[start : start + batch]), torch.from_numpy(labels[start : start + batch])
                 image = generator(z, y)
                 if with_head:  # what the exported generator graph also computes: D~ and F
-                    head(critic(image, y))
+                    drs(head(critic, image, y))
                 unit_to_uint8(((image + 1) / 2)[:, 0].numpy())
 
     return {

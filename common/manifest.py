@@ -148,26 +148,37 @@ class GraphInfo:
         )
 
 
+DRS_HEAD_KINDS = ("score", "features", "finetuned")  # export/drs.py trains them; docs/artifacts.md explains them
+
+
 @dataclass(frozen=True)
 class DrsCalibration:
-    """The DRS head on the frozen critic and its calibration on the burn-in sample (export/drs.py)."""
+    """The DRS head on the critic and its calibration on the burn-in sample (export/drs.py)."""
 
     head: str  # what the calibrated logit is, in words
-    scale: float  # D~ = scale * critic score + bias
-    bias: float
+    scale: float | None  # D~ = scale * critic score + bias (score and finetuned heads; None for a features head)
+    bias: float | None
     max_logit: float  # D~_M over the burn-in sample
     epsilon: float
     burn_in: int
     rates: list[float]
     gamma: list[float]  # gamma per rate, over all labels
     gamma_by_digit: list[list[float]] | None  # conditional models: one table per digit
-    fit: dict  # how well the head separates the calibration sets
+    # How well the head separates real from generated images: "accuracy" and "auc" on held-out calibration images
+    # no choice read ("auc" absent before head kinds; their "accuracy" was measured on the images it was fitted to).
+    fit: dict
+    head_kind: str = "score"  # one of DRS_HEAD_KINDS; manifests written before head kinds have a score head
+    candidates: dict = field(default_factory=dict)  # kind -> {"selection_auc", "held_out_auc"} of each trained
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> DrsCalibration:
         if not isinstance(data, dict):
             raise ArtifactError(f"{where} lacks 'drs' or it is not a JSON object")
-        numbers = {key: _take(data, key, "a number", where) for key in ("scale", "bias", "max_logit", "epsilon")}
+        numbers = {key: _take(data, key, "a number", where) for key in ("max_logit", "epsilon")}
+        head_kind = _take(data, "head_kind", "a string", where, optional=True) or "score"
+        if head_kind not in DRS_HEAD_KINDS:
+            raise ArtifactError(f"{where} names an unknown DRS head_kind {head_kind!r}")
+        line = {key: _take(data, key, "a number", where, optional=head_kind == "features") for key in ("scale", "bias")}
         rates, gamma = (
             _take(data, "rates", "a list of numbers", where),
             _take(data, "gamma", "a list of numbers", where),
@@ -181,13 +192,32 @@ class DrsCalibration:
             raise ArtifactError(f"{where}: the DRS gamma tables do not match its rates")
         return cls(
             _take(data, "head", "a string", where),
+            **line,
             **numbers,
             burn_in=_take(data, "burn_in", "a whole number", where),
             rates=rates,
             gamma=gamma,
             gamma_by_digit=by_digit,
             fit=_take(data, "fit", "a JSON object", where),
+            head_kind=head_kind,
+            candidates=_take(data, "candidates", "a JSON object", where, optional=True) or {},
         )
+
+    def to_json(self) -> dict:
+        """The manifest's "drs" object; one calibrated before head kinds (no candidates) keeps its keys as written."""
+        data = dataclasses.asdict(self)
+        if not self.candidates:
+            del data["head_kind"], data["candidates"]
+        return data
+
+    def summary(self) -> str:
+        """One line: the head's kind and how well it tells held-out real images from generated ones."""
+        auc, accuracy = self.fit.get("auc"), self.fit.get("accuracy")
+        if _is_number(auc) and _is_number(accuracy):
+            return f"DRS head: {self.head_kind}, held-out AUC {auc:.3f}, accuracy {accuracy:.1%}"
+        if _is_number(accuracy):
+            return f"DRS head: {self.head_kind}, accuracy {accuracy:.1%} on the images it was fitted to"
+        return f"DRS head: {self.head_kind}"
 
 
 @dataclass(frozen=True)
@@ -307,7 +337,7 @@ class Manifest:
             "prior": dataclasses.asdict(self.prior),
             "graphs": {role: dataclasses.asdict(info) for role, info in self.graphs.items()},
             "intensity_matching": self.intensity_matching,
-            "drs": dataclasses.asdict(self.drs),
+            "drs": self.drs.to_json(),
             "evaluation": self.evaluation,
             "opset": self.opset,
             "producers": self.producers,

@@ -140,7 +140,8 @@ class DemoModels:
         manifest = model.manifest
         lines = [
             f"**{name}**: {manifest.summary()}, latent dim {manifest.latent_dim}, "
-            f"epochs trained: {manifest.training.get('epochs_completed', 'not recorded')}."
+            f"epochs trained: {manifest.training.get('epochs_completed', 'not recorded')}.",
+            f"{manifest.drs.summary()}.",
         ]
         chosen = manifest.sampling.chosen_by if manifest.sampling else {}
         if "rule" in chosen and "reference" in chosen:

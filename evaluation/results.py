@@ -456,14 +456,22 @@ def _seed_list(manifest: Manifest, rate: float | None, spread: float) -> str:
 
 def _drs_effect(manifest: Manifest) -> str:
     """What DRS at 20 % did under P0, against plain sampling at the same spread and sampling seeds."""
-    accuracy = manifest.drs.fit.get("accuracy")
-    head = (
-        f"Its DRS head tells held-out real images from generated ones {accuracy:.0%} of the time on its "
-        f"calibration set ({manifest.drs.fit.get('real_images', 0):,} held-out MNIST train images, "
-        f"{manifest.drs.fit.get('generated_images', 0):,} samples)"
-        if isinstance(accuracy, float)
-        else "Its DRS head's calibration accuracy is not recorded"
-    )
+    fit = manifest.drs.fit
+    accuracy, auc = fit.get("accuracy"), fit.get("auc")
+    images = f"{fit.get('real_images', 0):,} held-out MNIST train images, {fit.get('generated_images', 0):,} samples"
+    if isinstance(auc, float) and isinstance(accuracy, float):
+        head = (
+            f"Its DRS head ({manifest.drs.head_kind}, chosen by AUC on a separate selection split) tells held-out "
+            f"real images from generated ones with AUC {auc:.2f} and {accuracy:.0%} accuracy on a report split it "
+            f"was neither trained nor chosen on ({images})"
+        )
+    elif isinstance(accuracy, float):
+        head = (
+            f"Its DRS head tells held-out real images from generated ones {accuracy:.0%} of the time on its "
+            f"calibration set ({images})"
+        )
+    else:
+        head = "Its DRS head's calibration accuracy is not recorded"
     for rate, spread in manifest.samplings():
         drs_records = manifest.evaluations(P0_PROTOCOL, rate, spread) if rate == DRS_RATE else []
         seeds = {record.get("seed") for record in drs_records}

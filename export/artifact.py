@@ -11,8 +11,8 @@ from common.manifest import MANIFEST_NAME, Manifest, sha256_hex
 from common.mnist import load_holdout_set, load_mnist_uint8
 from training.run import load_trained
 
-from .drs import MIN_BURN_IN, calibrate
-from .graphs import SERIALISERS, DrsHead, build_graphs, freeze_, share_common_weights
+from .drs import AUTO, MIN_BURN_IN, calibrate, generator_sampler
+from .graphs import SERIALISERS, DrsF, build_graphs, freeze_, share_common_weights
 from .intensity import MatchedGenerator, fit_tone_curve
 from .manifest import ExportError, build_manifest, graph_metadata
 
@@ -35,9 +35,11 @@ def export_run(
     force: bool = False,
     raw_generator: bool = False,
     match_intensities: bool = False,
+    head_kind: str = AUTO,
     progress: bool = False,
 ) -> Manifest:
-    """Calibrate DRS on the run's held-out images, export both graphs, write `out`; returns the manifest.
+    """Train the DRS head (`head_kind`, or the best on held-out data for AUTO) and calibrate it on the run's held-out
+    images, export both graphs, write `out`; returns the manifest.
 
     match_intensities: fit a tone curve to MNIST train's pixel values (export/intensity.py) and bake it
     into the generator graph; DRS is then calibrated on the matched images, which are what it will judge.
@@ -54,16 +56,26 @@ def export_run(
         curve, intensity_fit = fit_tone_curve(generator, real_train, trained.cfg.latent_dim, seed)
         generator = MatchedGenerator(generator, curve.eval())
     real_images, real_labels = load_holdout_set(data_root, trained.cfg.holdout)
-    calibration = calibrate(
-        generator, critic, real_images, real_labels, trained.cfg.latent_dim, burn_in, seed, progress
+    prior = trained.generator.prior
+    critic, head, calibration = calibrate(
+        critic,
+        generator_sampler(generator, trained.cfg.latent_dim),
+        real_images,
+        real_labels,
+        prior.labels_are_digits,
+        prior.num_labels,
+        head_kind,
+        burn_in,
+        seed,
+        progress,
     )
 
     manifest = build_manifest(trained, calibration, graph_format, evaluation or [], out, intensity_fit)
-    head = DrsHead(calibration.scale, calibration.bias, calibration.max_logit, calibration.epsilon)
     serialise = SERIALISERS[graph_format]
+    graphs = build_graphs(generator, critic, head, DrsF(calibration.max_logit, calibration.epsilon))
     files = {
         manifest.graph_file(role): serialise(graph, role, trained.cfg.latent_dim, graph_metadata(manifest))
-        for role, graph in build_graphs(generator, critic, head).items()
+        for role, graph in graphs.items()
     }
     if graph_format == "onnx":
         files = share_common_weights(files)

@@ -12,15 +12,23 @@ import typer
 
 from common.cli import QuietOption, checked_option, run_app, shows_progress
 from common.errors import UserError
-from common.manifest import ARTIFACTS_ENV, artifacts_root
+from common.manifest import ARTIFACTS_ENV, MANIFEST_NAME, Manifest, artifacts_root
 from common.mnist import DATA_ROOT_ENV, resolve_data_root
 from common.validation import check_seed, check_whole
 
 from .artifact import export_run
-from .drs import MIN_BURN_IN
+from .drs import AUTO, HEAD_KINDS, MIN_BURN_IN
 from .manifest import read_evaluation
+from .reexport import reexport_model
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+DrsHeadKind = StrEnum("DrsHeadKind", {kind: kind for kind in (AUTO, *HEAD_KINDS)})  # type: ignore[misc]
+DRS_HEAD_HELP = (
+    "the DRS head: score (a*s(x)+b on the critic's score), features (an MLP on its last hidden layer), finetuned "
+    "(a fine-tuned copy of the critic), or auto: the best held-out AUC (docs/artifacts.md)"
+)
 
 
 class GraphFormat(StrEnum):
@@ -41,10 +49,17 @@ def default_output(run_dir: Path, graph_format: str) -> Path:
 @app.command(
     name="export-gan",
     epilog="Examples: export-gan runs/wgan_gp_cond_mlp_seed0;  "
-    "export-gan runs/wgan_gp_mlp_seed0 --format torchscript --out /tmp/wgan_gp_ts",
+    "export-gan runs/wgan_gp_mlp_seed0 --format torchscript --out /tmp/wgan_gp_ts;  "
+    "export-gan artifacts/wgan_gp_cond_mlp --drs-head auto --force",
 )
 def export_command(
-    run_dir: Annotated[Path, typer.Argument(help="a train-gan run folder (config.json + checkpoint.safetensors)")],
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="a train-gan run folder (config.json + checkpoint.safetensors), or an exported ONNX model folder "
+            "(manifest.json) to re-export with a new DRS head, its images unchanged"
+        ),
+    ],
     graph_format: Annotated[GraphFormat, typer.Option("--format", help="graph format")] = GraphFormat.onnx,
     out: Annotated[
         Path | None,
@@ -83,11 +98,24 @@ def export_command(
             "saturated strokes); fitted on train data only",
         ),
     ] = False,
+    drs_head: Annotated[DrsHeadKind, typer.Option("--drs-head", help=DRS_HEAD_HELP)] = DrsHeadKind[AUTO],
     quiet: QuietOption = False,
 ) -> None:
-    """Calibrate DRS on a run's held-out images and export its generator and critic graphs with their manifest."""
+    """Train and calibrate the DRS head on a run's held-out images and export its generator and critic graphs with
+    their manifest; or give an exported model a new DRS head."""
+    if (run_dir / MANIFEST_NAME).is_file() and not (run_dir / "config.json").is_file():
+        if graph_format != GraphFormat.onnx or evaluation or raw_generator or match_intensities:
+            raise UserError(
+                "re-exporting a model folder takes only --out, --force, --burn-in, --seed, --data-root and --drs-head"
+            )
+        target = out if out is not None else run_dir
+        manifest = reexport_model(
+            run_dir, target, resolve_data_root(data_root), drs_head.value, burn_in, seed, force, shows_progress(quiet)
+        )
+        echo_result(target, manifest)
+        return
     if not (run_dir / "config.json").is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.json)")
+        raise UserError(f"{run_dir} is not a run folder (no config.json) nor a model folder (no {MANIFEST_NAME})")
     results = read_evaluation(evaluation) if evaluation is not None else []
     target = out if out is not None else default_output(run_dir, graph_format.value)
     manifest = export_run(
@@ -101,13 +129,20 @@ def export_command(
         force,
         raw_generator,
         match_intensities,
+        drs_head.value,
         progress=shows_progress(quiet),
     )
+    echo_result(target, manifest)
+
+
+def echo_result(target: Path, manifest: Manifest) -> None:
     typer.echo(
         json.dumps(
             {
                 "out": str(target),
                 "files": sorted(manifest.sha256),
+                "drs_head": manifest.drs.head_kind,
+                "drs_candidates": manifest.drs.candidates,
                 "drs_max_logit": manifest.drs.max_logit,
                 "drs_calibration": manifest.drs.fit,
             }

@@ -20,24 +20,25 @@ from torch.nn.utils import parametrize
 
 from common.drs import EPSILON
 from common.manifest import GRAPH_IO, SHARED_WEIGHTS_NAME
-from training.models import IMAGE_SHAPE, GeneratorBundle, converge_spectral_norms
+from training.models import IMAGE_SHAPE, converge_spectral_norms
 
 OPSET = 18  # onnxruntime >= 1.24 (the runtime's floor in pyproject.toml) runs opset 18 to 20
 _EXAMPLE_BATCH = 2
 
 
-class DrsHead(nn.Module):
-    """Raw critic score -> (calibrated logit D~ = scale * s + bias, F with the stored D~_M)."""
+class DrsF(nn.Module):
+    """Calibrated logit D~ -> (D~ capped at the stored D~_M, F with that D~_M)."""
 
-    def __init__(self, scale: float, bias: float, max_logit: float, epsilon: float = EPSILON):
+    def __init__(self, max_logit: float, epsilon: float = EPSILON):
         super().__init__()
-        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
-        self.register_buffer("bias", torch.tensor(bias, dtype=torch.float32))
         self.register_buffer("max_logit", torch.tensor(max_logit, dtype=torch.float64))
         self.register_buffer("epsilon", torch.tensor(epsilon, dtype=torch.float64))
 
-    def forward(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logit = scores * self.scale + self.bias
+    def forward(self, logit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # D~ is capped at D~_M, where F already saturates: the runtime's running maximum then stays at the stored
+        # D~_M and the gamma tables keep their rates. A head with a heavy upper tail (an MLP on features) would
+        # otherwise raise it mid-run and cut acceptance (measured: 5 % for a 20 % target on wgan_gp_cond_mlp).
+        logit = torch.clamp(logit, max=self.max_logit.float())
         # float64: 1 - exp(gap - eps) is ~1e-6 near the maximum, below float32's resolution of 1.
         gap = torch.clamp(logit.double() - self.max_logit, max=0.0)
         f = gap - torch.log(-torch.expm1(gap - self.epsilon))
@@ -45,27 +46,28 @@ class DrsHead(nn.Module):
 
 
 class GeneratorGraph(nn.Module):
-    """(eps, label) -> (image in [0, 1], D~, F)."""
+    """(eps, label) -> (image in [0, 1], D~, F); D~ = head(critic, image, label) (export/drs.py's heads)."""
 
-    def __init__(self, generator: GeneratorBundle, critic: nn.Module, head: DrsHead):
+    def __init__(self, generator: nn.Module, critic: nn.Module, head: nn.Module, drs: DrsF):
         super().__init__()
-        self.generator, self.critic, self.head = generator, critic, head
+        self.generator, self.critic, self.head, self.drs = generator, critic, head, drs
 
     def forward(self, eps: torch.Tensor, label: torch.Tensor):
         image = self.generator(eps, label)
-        logit, f = self.head(self.critic(image, label))
+        logit, f = self.drs(self.head(self.critic, image, label))
         return (image + 1) / 2, logit, f
 
 
 class CriticGraph(nn.Module):
-    """(image in [0, 1], label) -> (D~, F)."""
+    """(image in [0, 1], label) -> (D~, F). Its weights are named critic.*, head.*, drs.* in every export, so a
+    shipped critic graph can be read back into a torch critic (export/reexport.py)."""
 
-    def __init__(self, critic: nn.Module, head: DrsHead):
+    def __init__(self, critic: nn.Module, head: nn.Module, drs: DrsF):
         super().__init__()
-        self.critic, self.head = critic, head
+        self.critic, self.head, self.drs = critic, head, drs
 
     def forward(self, image: torch.Tensor, label: torch.Tensor):
-        return self.head(self.critic(image * 2 - 1, label))
+        return self.drs(self.head(self.critic, image * 2 - 1, label))
 
 
 def freeze_(module: nn.Module) -> nn.Module:
@@ -82,9 +84,12 @@ def freeze_(module: nn.Module) -> nn.Module:
     return module.eval().requires_grad_(False)
 
 
-def build_graphs(generator: GeneratorBundle, critic: nn.Module, head: DrsHead) -> dict[str, nn.Module]:
-    """role -> graph module; `generator` and `critic` must be frozen (see `freeze_`)."""
-    return {"generator": GeneratorGraph(generator, critic, head).eval(), "critic": CriticGraph(critic, head).eval()}
+def build_graphs(generator: nn.Module, critic: nn.Module, head: nn.Module, drs: DrsF) -> dict[str, nn.Module]:
+    """role -> graph module; `generator`, `critic` and `head` must be frozen (see `freeze_`)."""
+    return {
+        "generator": GeneratorGraph(generator, critic, head, drs).eval(),
+        "critic": CriticGraph(critic, head, drs).eval(),
+    }
 
 
 def example_inputs(role: str, latent_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,11 +136,14 @@ def torchscript_bytes(graph: nn.Module, role: str, latent_dim: int, metadata: di
 
 SERIALISERS = {"onnx": onnx_bytes, "torchscript": torchscript_bytes}
 _EXTERNAL_ALIGNMENT = 64  # bytes; each tensor starts on a cache line, as onnx's own external-data writer does
+# Smaller tensors stay inline, as with onnx's own external-data writer (its size_threshold): onnxruntime needs shape
+# constants (a Reshape's target) inline, and a graph that holds the critic graph's nodes shares them too.
+_EXTERNAL_MIN_BYTES = 1024
 
 
 def share_common_weights(graphs: dict[str, bytes]) -> dict[str, bytes]:
-    """ONNX graphs -> the same graphs with the initializers all of them hold (same name, type and bytes)
-    stored once, in SHARED_WEIGHTS_NAME (ONNX external data), returned beside them.
+    """ONNX graphs -> the same graphs with the initializers all of them hold (same name, type and bytes; at least
+    _EXTERNAL_MIN_BYTES) stored once, in SHARED_WEIGHTS_NAME (ONNX external data), returned beside them.
 
     The generator graph holds the critic for its DRS head and the critic graph holds it again: sharing
     halves what the critic costs on disk (about 6 MB per MLP model).
@@ -143,8 +151,8 @@ def share_common_weights(graphs: dict[str, bytes]) -> dict[str, bytes]:
     models = {name: onnx.load_from_string(data) for name, data in graphs.items()}
 
     def identity(tensor: onnx.TensorProto) -> tuple | None:
-        if not tensor.HasField("raw_data"):  # the exporter writes raw_data; anything else stays inline
-            return None
+        if not tensor.HasField("raw_data") or len(tensor.raw_data) < _EXTERNAL_MIN_BYTES:
+            return None  # the exporter writes raw_data; anything else stays inline
         return tensor.name, tensor.data_type, tuple(tensor.dims), tensor.raw_data
 
     held = [{identity(t) for t in model.graph.initializer} - {None} for model in models.values()]

@@ -75,7 +75,11 @@ def fit_tone_curve(
 ) -> tuple[ToneCurve, dict]:
     """The curve T with T(x) = F_real^-1(F_generated(x)) at every knot, and what the manifest says of the fit."""
     rng = torch.Generator().manual_seed(seed)
-    labels = sample_labels(generator, samples, rng)  # the model's own class sampling, as DRS calibration's
+    prior = generator.prior
+    weights = prior.label_weights() if prior.num_labels else None
+    labels = sample_labels(
+        prior.labels_are_digits, weights, samples, rng
+    )  # the model's own class sampling, as DRS calibration's
     values = (
         torch.cat(
             [

@@ -230,7 +230,8 @@ def info(model: Annotated[str | None, typer.Argument(help=MODEL_HELP, show_defau
     folder, _ = locate(model)
     manifest = read_manifest(folder)
     manifest.verify()
-    typer.echo(json.dumps({"name": manifest.name, "folder": str(folder), **manifest.to_json()}, indent=2))
+    summary = {"name": manifest.name, "folder": str(folder), "drs_head": manifest.drs.summary()}
+    typer.echo(json.dumps({**summary, **manifest.to_json()}, indent=2))
 
 
 def main() -> None:

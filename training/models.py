@@ -95,7 +95,9 @@ class AffineInputCritic(nn.Module):
 
 
 class MLPCritic(AffineInputCritic):
-    """Linear(784,1024) LReLU Linear(1024,512) LReLU Linear(512,256) LReLU Linear(256,1), no sigmoid."""
+    """Linear(784,1024) LReLU Linear(1024,512) LReLU Linear(512,256) LReLU -> h; D = Linear(h, 1), no sigmoid."""
+
+    HIDDEN = 256
 
     def __init__(self, num_labels: int = 0, embed_dim: int = 10, use_spectral_norm: bool = False):
         super().__init__()
@@ -116,6 +118,10 @@ class MLPCritic(AffineInputCritic):
 
     def rest(self, activations, labels):
         return self.net[1:](activations).squeeze(1)
+
+    def hidden(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer h [N, HIDDEN], which the score is linear in (DRS feature heads read it)."""
+        return self.net[1:-1](self.input_layer(x, labels))
 
     def input_layer_vjp(self, grad_activations):
         image_weight = self.net[0].weight[:, :IMAGE_SIZE]  # the label columns do not depend on x
@@ -192,6 +198,10 @@ class ConvCritic(AffineInputCritic):
         if self.label_projection is not None:
             score = score + (self.label_projection(labels) * hidden).sum(1)
         return score
+
+    def hidden(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer h [N, HIDDEN], which the score is linear in (DRS feature heads read it)."""
+        return self.features(x)
 
     def input_layer_vjp(self, grad_activations):
         conv = self.features[0]

@@ -49,6 +49,30 @@ def test_the_generator_architecture_is_the_one_it_was_trained_with(entry):
     assert entry.manifest.generator_architecture == entry.manifest.training["config"]["arch"]
 
 
+def test_a_manifest_from_before_head_kinds_reads_as_a_score_head_and_writes_back_unchanged():
+    data = copy.deepcopy(SHIPPED_JSON)
+    for key in ("head_kind", "candidates"):
+        data["drs"].pop(key, None)
+    drs = Manifest.from_json(data, ARTIFACTS / CONDITIONAL).drs
+    assert (drs.head_kind, drs.candidates) == ("score", {})
+    assert drs.to_json() == data["drs"]
+    assert drs.summary().startswith("DRS head: score")
+
+
+def test_a_features_head_has_no_score_line_and_round_trips():
+    data = copy.deepcopy(SHIPPED_JSON)
+    candidates = {
+        "score": {"selection_auc": 0.55, "held_out_auc": 0.54},
+        "features": {"selection_auc": 0.8, "held_out_auc": 0.79},
+    }
+    data["drs"].update(scale=None, bias=None, head_kind="features", candidates=candidates)
+    data["drs"]["fit"].update(auc=0.79, accuracy=0.72)
+    manifest = Manifest.from_json(data, ARTIFACTS / CONDITIONAL)
+    assert manifest.drs.scale is None and manifest.drs.candidates == candidates
+    assert Manifest.from_json(json.loads(manifest.to_text()), ARTIFACTS / CONDITIONAL) == manifest
+    assert manifest.drs.summary() == "DRS head: features, held-out AUC 0.790, accuracy 72.0%"
+
+
 def _drop(key):
     return lambda data: data.pop(key)
 
@@ -110,6 +134,8 @@ BAD_MANIFESTS = [
         'is not a GAN export (its manifest lacks "artifact": "gan")',
     ),
     ("another artifact", _set("artifact", "classifier"), NotAGanExport, "is not a GAN export"),
+    ("unknown head", lambda data: data["drs"].update(head_kind="oracle"), ArtifactError, "unknown DRS head_kind"),
+    ("score head without scale", lambda data: data["drs"].pop("scale"), ArtifactError, "lacks 'scale'"),
 ]
 
 

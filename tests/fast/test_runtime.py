@@ -133,7 +133,8 @@ def test_info_prints_the_verified_manifest():
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     manifest = next(entry.manifest for entry in SHIPPED if entry.name == MIXTURE)
-    assert shown == {"name": MIXTURE, "folder": str(ARTIFACTS / MIXTURE), **manifest.to_json()}
+    summary = {"name": MIXTURE, "folder": str(ARTIFACTS / MIXTURE), "drs_head": manifest.drs.summary()}
+    assert shown == {**summary, **manifest.to_json()} and shown["drs_head"].startswith("DRS head: ")
     default = json.loads(run_cli("info").stdout)
     assert default["name"] == best_model(shipped_models(ARTIFACTS))[0].name
 

@@ -94,7 +94,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bad-inputs")
     with single_torch_thread():
         run_dir = train_tiny_run(root / "runs", "wgan_gp_cond")
-        export_run(run_dir, "onnx", root / "artifacts" / MODEL, DATA_ROOT, burn_in=1000)
+        export_run(run_dir, "onnx", root / "artifacts" / MODEL, DATA_ROOT, burn_in=1000, head_kind="score")
     return {"run": run_dir, "artifacts": root / "artifacts"}
 
 
@@ -154,7 +154,13 @@ def demo_artifacts(tmp_path_factory):
         for variant in (UNCONDITIONAL, CONDITIONAL):
             run = train_tiny_run(staging / "runs", variant)
             export_run(
-                run, "onnx", staging / "artifacts" / variant, DATA_ROOT, burn_in=1000, evaluation=P0_RESULTS[variant]
+                run,
+                "onnx",
+                staging / "artifacts" / variant,
+                DATA_ROOT,
+                burn_in=1000,
+                evaluation=P0_RESULTS[variant],
+                head_kind="score",
             )
         images, labels = load_mnist_uint8(DATA_ROOT, train=True)
         write_centroid_classifier(staging / "artifacts" / CLASSIFIER_FOLDER, images[:5000], labels[:5000])

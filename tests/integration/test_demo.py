@@ -316,6 +316,8 @@ def test_the_spread_slider_and_grid_follow_the_model_default_spread(demo_artifac
     assert "Default latent spread 0.7: the highest min(precision, recall) at k=3, against the held-out images." in (
         models.describe(CONDITIONAL)
     )
+    # The card names the DRS head and how well it tells held-out real images from generated ones.
+    assert "DRS head: score, held-out AUC " in models.describe(CONDITIONAL)
     assert "spread 0.7," in models.grid_caption(CONDITIONAL) and "spread 1," in models.grid_caption(UNCONDITIONAL)
     app = build_app(root)
     port = free_port()

@@ -230,7 +230,7 @@ def artifact(runs, tmp_path_factory):
     from export.artifact import export_run
 
     folder = tmp_path_factory.mktemp("artifact") / "wgan_gp_cond"
-    export_run(runs["wgan_gp_cond"], "onnx", folder, DATA_ROOT, burn_in=500)
+    export_run(runs["wgan_gp_cond"], "onnx", folder, DATA_ROOT, burn_in=500, head_kind="score")
     return folder
 
 

@@ -18,8 +18,8 @@ import torch
 from common.drs import EPSILON, RATE_GRID, drs_f
 from common.manifest import GRAPH_IO, SHARED_WEIGHTS_NAME, sha256_hex
 from export.artifact import export_run
-from export.drs import fit_logistic_head
-from export.graphs import SERIALISERS, DrsHead, build_graphs, freeze_
+from export.drs import ScoreHead, fit_logistic_head
+from export.graphs import SERIALISERS, DrsF, build_graphs, freeze_
 from export.manifest import ExportError
 from training.checkpoint import load_checkpoint
 from training.presets import PRESETS
@@ -77,7 +77,8 @@ def test_exported_graphs_match_pytorch(variant, extra):
             logits = HEAD["scale"] * critic(images, torch.from_numpy(labels)) + HEAD["bias"]
         cases.append((eps, labels, ((images + 1) / 2).numpy(), logits.numpy()))
 
-    graphs = build_graphs(freeze_(generator), freeze_(critic), DrsHead(**HEAD))
+    head = ScoreHead(HEAD["scale"], HEAD["bias"])
+    graphs = build_graphs(freeze_(generator), freeze_(critic), head, DrsF(HEAD["max_logit"]))
     if (variant, cfg.architecture) not in CRITIC_PARITY:
         del graphs["critic"]
     for graph_format, serialise in SERIALISERS.items():
@@ -115,15 +116,20 @@ def test_freezing_folds_spectral_norm_into_plain_weights():
 def test_logistic_head_recovers_the_bayes_logit():
     # Real scores ~ N(1, 1), fake ~ N(-1, 1): the true log-odds are exactly 2 s + 0.
     rng = np.random.default_rng(0)
-    scale, bias, fit = fit_logistic_head(rng.normal(1, 1, 20_000), rng.normal(-1, 1, 20_000))
+    scale, bias = fit_logistic_head(rng.normal(1, 1, 20_000), rng.normal(-1, 1, 20_000))
     assert scale == pytest.approx(2.0, abs=0.06) and bias == pytest.approx(0.0, abs=0.04)
-    assert fit["accuracy"] == pytest.approx(0.841, abs=0.01)  # Phi(1)
-    assert fit["mean_logit_real"] > 0 > fit["mean_logit_generated"]
+
+
+def test_logistic_head_balances_the_classes_whatever_their_counts():
+    # Three times as many generated scores: the class-balanced fit still finds log-odds 2 s + 0, not 2 s - log 3.
+    rng = np.random.default_rng(1)
+    scale, bias = fit_logistic_head(rng.normal(1, 1, 10_000), rng.normal(-1, 1, 30_000))
+    assert scale == pytest.approx(2.0, abs=0.08) and bias == pytest.approx(0.0, abs=0.05)
 
 
 def test_logistic_head_stays_finite_when_real_and_fake_separate():
-    scale, bias, fit = fit_logistic_head(np.linspace(5, 6, 100), np.linspace(-6, -5, 100))
-    assert np.isfinite([scale, bias]).all() and scale > 0 and fit["accuracy"] == 1.0
+    scale, bias = fit_logistic_head(np.linspace(5, 6, 100), np.linspace(-6, -5, 100))
+    assert np.isfinite([scale, bias]).all() and scale > 0
 
 
 # ---------------------------------------------------------------------- export-gan
@@ -176,8 +182,15 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
 
     drs = manifest["drs"]
     assert drs["burn_in"] == 10_000 and drs["epsilon"] == EPSILON
-    assert drs["fit"]["real_images"] == 5000 == drs["fit"]["generated_images"]
-    assert drs["fit"]["mean_logit_real"] > drs["fit"]["mean_logit_generated"]
+    # The head is chosen among all kinds on the selection split and reported on a split no choice read.
+    assert drs["head_kind"] in drs["candidates"] and sorted(drs["candidates"]) == ["features", "finetuned", "score"]
+    assert drs["fit"]["auc"] == drs["candidates"][drs["head_kind"]]["held_out_auc"]
+    best = max(c["selection_auc"] for c in drs["candidates"].values())
+    assert drs["candidates"][drs["head_kind"]]["selection_auc"] == best
+    fit = drs["fit"]
+    assert fit["real_images"] == 750 == fit["generated_images"] and fit["selection_real_images"] == 750
+    assert fit["training_real_images"] + fit["selection_real_images"] + fit["real_images"] == 5000
+    assert fit["mean_logit_real"] > fit["mean_logit_generated"]
     assert drs["rates"] == list(RATE_GRID) and len(drs["gamma"]) == len(RATE_GRID)
     assert len(drs["gamma_by_digit"]) == 10 and all(len(t) == len(RATE_GRID) for t in drs["gamma_by_digit"])
 
@@ -217,7 +230,7 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_export_carries_the_same_contract(conditional_run, tmp_path):
     out = tmp_path / "ts"
-    manifest = export_run(conditional_run, "torchscript", out, DATA_ROOT, burn_in=1000).to_json()
+    manifest = export_run(conditional_run, "torchscript", out, DATA_ROOT, burn_in=1000, head_kind="score").to_json()
     assert sorted(p.name for p in out.iterdir()) == ["critic.pt", "generator.pt", "manifest.json"]
     assert manifest["graph_format"] == "torchscript" and manifest["opset"] is None
     files = {"metadata.json": ""}
@@ -236,9 +249,9 @@ def test_export_replaces_an_artifact_only_with_force(conditional_run, tmp_path):
     out.mkdir()
     (out / "stale.txt").write_text("old")
     with pytest.raises(ExportError, match="already exists"):
-        export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500)
+        export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500, head_kind="score")
     assert (out / "stale.txt").exists()
-    export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500, force=True)
+    export_run(conditional_run, "onnx", out, DATA_ROOT, burn_in=500, force=True, head_kind="score")
     assert sorted(p.name for p in out.iterdir()) == ["critic.onnx", "critic.weights", "generator.onnx", "manifest.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["cond"]  # no staging folders left behind
 

@@ -97,7 +97,9 @@ def test_matching_gives_fresh_samples_the_real_pixel_histogram(mnist_train):
 def test_export_bakes_the_curve_into_the_generator_graph(tmp_path, mnist_train):
     run_dir = train_tiny_run(tmp_path, "wgan_gp_cond")
     out = tmp_path / "matched"
-    manifest = export_run(run_dir, "onnx", out, DATA_ROOT, burn_in=1000, match_intensities=True).to_json()
+    manifest = export_run(
+        run_dir, "onnx", out, DATA_ROOT, burn_in=1000, match_intensities=True, head_kind="score"
+    ).to_json()
     assert manifest["intensity_matching"]["knots"] == KNOTS and manifest["intensity_matching"]["seed"] == 0
 
     trained = load_trained(run_dir)
@@ -111,7 +113,7 @@ def test_export_bakes_the_curve_into_the_generator_graph(tmp_path, mnist_train):
     image, _, _ = session.run(None, {"eps": eps, "label": labels})
     assert np.abs(image - expected.numpy()).max() <= 1e-5
 
-    plain = export_run(run_dir, "onnx", tmp_path / "plain", DATA_ROOT, burn_in=1000).to_json()
+    plain = export_run(run_dir, "onnx", tmp_path / "plain", DATA_ROOT, burn_in=1000, head_kind="score").to_json()
     assert plain["intensity_matching"] is None
     matched_images, _ = GanModel.load(out).generate(300, seed=1)
     plain_images, _ = GanModel.load(tmp_path / "plain").generate(300, seed=1)
