@@ -74,13 +74,16 @@ def timed_score(name: str, inception: str, root: Path, sample, cold_reference: b
     }
 
 
-def parity(results: list[dict]) -> list[dict]:
-    """Each runtime's features and metrics against the first runtime's."""
+def parity(results: list[dict], cold_reference: bool) -> list[dict]:
+    """Each runtime's features and metrics against the first runtime's (the real features only when each runtime
+    computed its own reference: otherwise they share the cached one)."""
     base = results[0]
     return [
         {
             "runtimes": f"{other['inception']} vs {base['inception']}",
-            "max_abs_feature_diff_real": float(np.abs(other["_features"][0] - base["_features"][0]).max()),
+            "max_abs_feature_diff_real": float(np.abs(other["_features"][0] - base["_features"][0]).max())
+            if cold_reference
+            else None,
             "max_abs_feature_diff_generated": float(np.abs(other["_features"][1] - base["_features"][1]).max()),
             "metric_diffs": {key: other["metrics"][key] - value for key, value in base["metrics"].items()},
         }
@@ -111,7 +114,7 @@ def main(
     for name in protocols.split(","):
         runtimes = inception.split(",") if name == "p0" else ["auto"]
         results[name] = [timed_score(name, runtime, root, sample, cold_reference) for runtime in runtimes]
-    p0_parity = parity(results["p0"]) if len(results.get("p0", [])) > 1 else None
+    p0_parity = parity(results["p0"], cold_reference) if len(results.get("p0", [])) > 1 else None
     for runs in results.values():
         for result in runs:
             del result["_features"]

@@ -29,7 +29,7 @@ from common.files import atomic_write_bytes
 from .cache import cache_dir
 from .protocols import PREPROCESSING_VERSION
 
-BATCH = 50  # images per run: measured fastest on 2 cores (docs/benchmarks.md)
+BATCH = 50  # images per run; 20-200 were within noise of each other in a probe on the loaded 2-core VM
 OPSET = 18
 CACHE_STEM = "inception-pool3"
 
