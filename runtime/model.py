@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from common.drs import acceptance_probability, drs_f, interpolate_gamma, sigmoid
+from common.errors import UserError
 from common.images import unit_to_uint8
 from common.manifest import EXACT_PRECISION, ArtifactError, Manifest, read_manifest
 from common.validation import (
@@ -522,9 +523,19 @@ class GanModel:
         variant = self.manifest.variants[self.precision].file
         return self.manifest.read_file(variant), variant
 
+    def _prepared_graph(self, role: str) -> tuple[Path | bytes, str]:
+        """`_graph`, with a graph onnx cannot parse (cutting plain sampling's image path) as one line."""
+        try:
+            return self._graph(role)
+        except UserError:
+            raise
+        except Exception as error:  # protobuf's DecodeError, onnx's checker and extractor errors
+            file = self.manifest.graph_file("generator")
+            raise ArtifactError(f"model {self.name}: onnx cannot read {file} ({str(error).splitlines()[0]})") from None
+
     def _session(self, role: str) -> ort.InferenceSession:
         if role not in self._sessions:
-            graph, file = self._graph(role)
+            graph, file = self._prepared_graph(role)
             options = ort.SessionOptions()
             options.log_severity_level = 3  # errors only: no provider chatter on the user's terminal
             # Idle threads sleep instead of spinning: on a small or shared CPU, spinning threads take

@@ -311,7 +311,13 @@ BAD_INPUTS = [
     (
         "gan-runtime",
         ["sample", "--model", "{work}/model", "--out", "{work}/g.png"],
-        ["onnxruntime cannot load"],
+        ["onnx cannot read generator.onnx"],  # plain sampling cuts the graph to its image first (onnx)
+        _garbage_graph_with_matching_sha256,
+    ),
+    (
+        "gan-runtime",
+        ["sample", "--model", "{work}/model", "--drs", "0.5", "--out", "{work}/g.png"],
+        ["onnxruntime cannot load"],  # DRS runs the whole graph
         _garbage_graph_with_matching_sha256,
     ),
     ("gan-runtime", ["info", "{work}/model"], ["is not a manifest"], _manifest_as_a_list),
