@@ -123,7 +123,7 @@ def eager_worker(run_dir: Path, artifact: Path, repeats: int) -> dict:
                 z, y = torch.from_numpy(eps[start : start + batch]), torch.from_numpy(labels[start : start + batch])
                 image = generator(z, y)
                 if with_head:  # what the exported generator graph also computes: D~ and F
-                    drs(head(critic, image, y))
+                    drs(head(critic, image, y), cap=True)
                 unit_to_uint8(((image + 1) / 2)[:, 0].numpy())
 
     return {

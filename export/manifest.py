@@ -43,14 +43,15 @@ def _label_meaning(trained: TrainedRun) -> str:
 
 def graph_descriptions(trained: TrainedRun, graph_format: str) -> dict[str, GraphInfo]:
     label = f"int64 [N]: {_label_meaning(trained)}"
-    calibrated = "float32 [N]: calibrated DRS logit D~(x), capped at D~_M (sigmoid = probability of a real digit)"
+    calibrated = "float32 [N]: calibrated DRS logit D~(x) (sigmoid = probability of a real digit)"
+    capped = "float32 [N]: calibrated DRS logit D~(x), capped at D~_M (sigmoid = probability of a real digit)"
     f = "float32 [N]: DRS F(x) with the stored D~_M; accept with probability sigmoid(F - gamma)"
     ext = GRAPH_EXTENSIONS[graph_format]
     return {
         "generator": GraphInfo(
             f"generator{ext}",
             {"eps": f"float32 [N, {trained.cfg.latent_dim}]: standard normal noise", "label": label},
-            {"image": "float32 [N, 1, 28, 28] in [0, 1]", "logit": calibrated, "F": f},
+            {"image": "float32 [N, 1, 28, 28] in [0, 1]", "logit": capped, "F": f},
         ),
         "critic": GraphInfo(
             f"critic{ext}",
