@@ -148,7 +148,13 @@ class GraphInfo:
         )
 
 
-DRS_HEAD_KINDS = ("score", "features", "finetuned")  # export/drs.py trains them; docs/artifacts.md explains them
+DRS_HEAD_KINDS = (
+    "score",
+    "features",
+    "finetuned",
+    "classifier",
+)  # export/drs.py trains them; docs/artifacts.md explains them
+FEATURE_HEAD_KINDS = ("features", "classifier")  # an MLP on features: no scale and bias
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,7 @@ class DrsCalibration:
     """The DRS head on the critic and its calibration on the burn-in sample (export/drs.py)."""
 
     head: str  # what the calibrated logit is, in words
-    scale: float | None  # D~ = scale * critic score + bias (score and finetuned heads; None for a features head)
+    scale: float | None  # D~ = scale * critic score + bias (score and finetuned heads; None for an MLP head)
     bias: float | None
     max_logit: float  # D~_M over the burn-in sample
     epsilon: float
@@ -178,7 +184,10 @@ class DrsCalibration:
         head_kind = _take(data, "head_kind", "a string", where, optional=True) or "score"
         if head_kind not in DRS_HEAD_KINDS:
             raise ArtifactError(f"{where} names an unknown DRS head_kind {head_kind!r}")
-        line = {key: _take(data, key, "a number", where, optional=head_kind == "features") for key in ("scale", "bias")}
+        line = {
+            key: _take(data, key, "a number", where, optional=head_kind in FEATURE_HEAD_KINDS)
+            for key in ("scale", "bias")
+        }
         rates, gamma = (
             _take(data, "rates", "a list of numbers", where),
             _take(data, "gamma", "a list of numbers", where),

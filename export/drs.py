@@ -8,6 +8,9 @@
    score      sigmoid(a * s(x) + b) on the frozen critic's raw score s (two parameters; the original head);
    features   a small MLP on the frozen critic's last hidden layer h, plus a per-digit projection <u_y, h> for
               conditional models (as the conv critic's own label projection);
+   classifier the same MLP and projection on the proxy MNIST classifier's 64-d penultimate features (frozen, in
+              the graphs): it ranks by digit shape, what Inception's and the classifier's features see, where the
+              critic's features also see cues those barely do (docs/experiment-log.md, 2026-12-07);
    finetuned  a copy of the critic fine-tuned as a discriminator (early stopping), then a score head on it.
    `auto` keeps the candidate with the best AUC on the selection part.
 3. D~_M = max D~ over a burn-in of generated images (>= 10,000 from the CLI).
@@ -34,12 +37,13 @@ from tqdm import tqdm
 
 from common.drs import EPSILON, RATE_GRID, drs_f, gamma_table
 from common.manifest import DrsCalibration
+from evaluation.proxy_classifier import load_classifier
 from training.data import to_signed_unit
 from training.models import GeneratorBundle
 from training.priors import NUM_DIGITS
 
 MIN_BURN_IN = 10_000  # SPEC: D~_M over a burn-in of at least 10k samples
-HEAD_KINDS = ("score", "features", "finetuned")
+HEAD_KINDS = ("score", "features", "finetuned", "classifier")
 AUTO = "auto"
 # Shares of the held-out real images; the rest trains. 15 % of 5,000 is 750 real images per part, so an AUC is
 # known to about +-0.01.
@@ -93,12 +97,16 @@ class ScoreHead(nn.Module):
 
 
 class FeatureHead(nn.Module):
-    """D~ = MLP(h) (+ <u_y, h> with a learned u per digit), h the critic's last hidden layer, standardised."""
+    """D~ = MLP(h) (+ <u_y, h> with a learned u per digit), h standardised features of the image: the critic's last
+    hidden layer, or the proxy MNIST classifier's penultimate layer when a classifier is given (frozen; its weights
+    travel in the graphs as head.classifier.*)."""
 
-    kind = "features"
-
-    def __init__(self, center: torch.Tensor, spread: torch.Tensor, num_labels: int):
+    def __init__(
+        self, center: torch.Tensor, spread: torch.Tensor, num_labels: int, classifier: nn.Module | None = None
+    ):
         super().__init__()
+        self.kind = "features" if classifier is None else "classifier"
+        self.classifier = classifier
         self.register_buffer("center", center.float())
         self.register_buffer("spread", spread.float())
         width = len(center)
@@ -106,6 +114,12 @@ class FeatureHead(nn.Module):
         self.projection = nn.Embedding(num_labels, width) if num_labels else None
         if self.projection is not None:
             nn.init.zeros_(self.projection.weight)  # start as an unconditional head
+
+    def hidden(self, critic: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The features the head reads, of images in [-1, 1]."""
+        if self.classifier is None:
+            return critic.hidden(images, labels)
+        return self.classifier.body((images + 1) / 2)  # the classifier reads [0, 1]
 
     def from_hidden(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = (hidden - self.center) / self.spread
@@ -115,7 +129,7 @@ class FeatureHead(nn.Module):
         return logit
 
     def forward(self, critic: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.from_hidden(critic.hidden(images, labels), labels)
+        return self.from_hidden(self.hidden(critic, images, labels), labels)
 
 
 @dataclasses.dataclass
@@ -197,23 +211,32 @@ def train_score_head(critic: nn.Module, train: LabelledImages, selection: Labell
 
 
 @torch.no_grad()
-def _hidden(critic: nn.Module, data: LabelledImages) -> torch.Tensor:
+def _hidden(head: FeatureHead, critic: nn.Module, data: LabelledImages) -> torch.Tensor:
     return torch.cat(
         [
-            critic.hidden(data.images[i : i + _BATCH], data.labels[i : i + _BATCH])
+            head.hidden(critic, data.images[i : i + _BATCH], data.labels[i : i + _BATCH])
             for i in range(0, len(data.images), _BATCH)
         ]
     )
 
 
 def train_feature_head(
-    critic: nn.Module, train: LabelledImages, selection: LabelledImages, num_labels: int, seed: int
+    critic: nn.Module,
+    train: LabelledImages,
+    selection: LabelledImages,
+    num_labels: int,
+    seed: int,
+    classifier: nn.Module | None = None,
 ) -> Candidate:
-    """Full-batch Adam on the cached hidden features; the step with the best selection AUC is kept."""
+    """Full-batch Adam on the cached features (the critic's, or the frozen classifier's where given); the step with
+    the best selection AUC is kept."""
     torch.manual_seed(seed)
-    hidden, selection_hidden = _hidden(critic, train), _hidden(critic, selection)
-    head = FeatureHead(hidden.mean(0), hidden.std(0).clamp_min(1e-6), num_labels)
-    optimizer = torch.optim.Adam(head.parameters(), FEATURE_LR, weight_decay=FEATURE_DECAY)
+    reader = FeatureHead(torch.zeros(1), torch.ones(1), 0, classifier)  # reads the features, trains nothing
+    hidden, selection_hidden = _hidden(reader, critic, train), _hidden(reader, critic, selection)
+    head = FeatureHead(hidden.mean(0), hidden.std(0).clamp_min(1e-6), num_labels, classifier)
+    optimizer = torch.optim.Adam(
+        head.parameters(), FEATURE_LR, weight_decay=FEATURE_DECAY
+    )  # a frozen classifier has no grad: Adam skips it
     weights = train.class_weights()
     best = (-1.0, copy.deepcopy(head.state_dict()))
     for step in range(1, FEATURE_STEPS + 1):
@@ -301,6 +324,9 @@ def choose_head(
         "score": lambda: train_score_head(critic, train, selection),
         "features": lambda: train_feature_head(critic, train, selection, num_labels, seed),
         "finetuned": lambda: train_finetuned_critic(critic, train, selection, seed),
+        "classifier": lambda: train_feature_head(
+            critic, train, selection, num_labels, seed, load_classifier()[0].requires_grad_(False)
+        ),
     }
     candidates = {kind: trainers[kind]() for kind in (HEAD_KINDS if head_kind == AUTO else (head_kind,))}
     summary = {
@@ -364,7 +390,9 @@ def calibrate(
     if conditional:
         digits = burn_labels.numpy()
         by_digit = [gamma_table(f[digits == digit]) for digit in range(NUM_DIGITS)]
-    scale, bias = (float(chosen.head.scale), float(chosen.head.bias)) if kind != "features" else (None, None)
+    scale, bias = (
+        (float(chosen.head.scale), float(chosen.head.bias)) if isinstance(chosen.head, ScoreHead) else (None, None)
+    )
     calibration = DrsCalibration(
         HEAD_DESCRIPTIONS[kind],
         scale,
@@ -386,4 +414,5 @@ HEAD_DESCRIPTIONS = {  # what the manifest says each head is
     "score": "logit = scale * raw critic score + bias (class-balanced BCE fit, frozen critic)",
     "features": "logit = MLP(critic's last hidden layer) + per-digit projection (BCE fit, frozen critic)",
     "finetuned": "logit = scale * score of a copy of the critic fine-tuned as a BCE discriminator + bias",
+    "classifier": "logit = MLP(MNIST classifier's penultimate layer) + per-digit projection (BCE fit, frozen)",
 }
