@@ -53,7 +53,10 @@ DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA where there is one, else the CPU
 # Numeric precisions of a generator's image graph: fp32 is the exported graph's arithmetic (today's bytes); int8
 # a quantised copy of its image path, shipped beside it where its quality matches (common/manifest.py).
 PRECISIONS = ("fp32", "int8")
-INCEPTION_RUNTIMES = ("auto", "onnx", "torch")  # what runs P0's Inception; auto: onnx on the CPU, torch on CUDA
+# What runs P0's Inception; auto: onnx on the CPU, torch on CUDA. onnx-int8: an int8 copy of the onnx graph, opt-in and
+# not P0 (its FID deviation is measured and printed; evaluation/inception_onnx.py).
+INCEPTION_RUNTIMES = ("auto", "onnx", "torch", "onnx-int8")
+INT8_INCEPTION = "onnx-int8"
 
 
 def check_device(device, what: str = "device") -> str:

@@ -53,9 +53,10 @@ def reference_key(protocol: Protocol, fingerprint: dict, real_images: np.ndarray
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cache_stem(protocol: Protocol, holdout: bool) -> str:
-    """The file-name prefix of a protocol's reference: `p0` (MNIST test) or `p0_holdout`."""
-    return f"{protocol.name}_holdout" if holdout else protocol.name
+def cache_stem(protocol: Protocol, holdout: bool, int8: bool = False) -> str:
+    """The file-name prefix of a protocol's reference: `p0` (MNIST test) or `p0_holdout`, `_int8` added for the
+    features of an int8 Inception (their own file: writing one never removes the other)."""
+    return protocol.name + ("_holdout" if holdout else "") + ("_int8" if int8 else "")
 
 
 def _path(stem: str, key: str, suffix: str) -> Path:
@@ -88,9 +89,11 @@ def _write(stem: str, key: str, reference: Reference) -> None:
     atomic_write_bytes(_path(stem, key, ".npz"), buffer.getvalue())
 
 
-def load_reference(protocol: Protocol, key: str, compute_features, holdout: bool = False) -> Reference:
+def load_reference(
+    protocol: Protocol, key: str, compute_features, holdout: bool = False, int8: bool = False
+) -> Reference:
     """The cached reference for `key`, or `compute_features()` turned into one and cached."""
-    stem = cache_stem(protocol, holdout)
+    stem = cache_stem(protocol, holdout, int8)
     path = _path(stem, key, ".npz")
     reference = _read(path, protocol.ks)
     if reference is None:

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.validation import check_device, check_inception_runtime
+from common.validation import INT8_INCEPTION, check_device, check_inception_runtime
 
 from . import EvaluationError
-from .inception_onnx import OnnxPool3
+from .inception_onnx import CheckImages, Int8Pool3, OnnxPool3
 from .proxy_classifier import classify, load_classifier
 
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
@@ -53,8 +53,8 @@ def inception_runtime(name: str, device: torch.device) -> str:
     """What runs Inception: onnxruntime (CPU only, the faster there) or torch (any device); auto picks onnx on
     the CPU and torch on CUDA. Either computes the same features (to float rounding): the cache key holds neither."""
     check_inception_runtime(name, "--inception")
-    if name == "onnx" and device.type != "cpu":
-        raise EvaluationError("--inception onnx runs on the CPU only; use --inception torch (or auto) on CUDA")
+    if name.startswith("onnx") and device.type != "cpu":
+        raise EvaluationError(f"--inception {name} runs on the CPU only; use --inception torch (or auto) on CUDA")
     if name == "auto":
         return "onnx" if device.type == "cpu" else "torch"
     return name
@@ -66,7 +66,10 @@ class InceptionPool3:
 
     name = "inception-pool3"
 
-    def __init__(self, device: torch.device = torch.device("cpu"), runtime: str = "auto"):
+    def __init__(
+        self, device: torch.device = torch.device("cpu"), runtime: str = "auto", check_images: CheckImages | None = None
+    ):
+        """check_images: what an int8 Inception is calibrated and checked on, when it has to be built."""
         self.device = device
         self.runtime = inception_runtime(runtime, device)
         import pytorch_fid.inception
@@ -93,7 +96,14 @@ class InceptionPool3:
             "bytes": weights.stat().st_size,
             "sha256": _file_sha256(weights),
         }
-        if self.runtime == "onnx":
+        if self.runtime == INT8_INCEPTION:
+            if check_images is None:
+                raise ValueError("an int8 Inception needs its calibration and check images")
+            onnx = Int8Pool3(self.model, self.fingerprint["sha256"], check_images)
+            # Its features are not P0's: a reference of its own, under another key.
+            self.fingerprint["graph"] = onnx.path.name
+            self.pool3, self.batch_size = onnx, onnx.batch
+        elif self.runtime == "onnx":
             onnx = OnnxPool3(self.model, self.fingerprint["sha256"])
             self.pool3, self.batch_size = onnx, onnx.batch
         else:

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from common.mnist import HOLDOUT_IMAGES, HOLDOUT_SET, load_holdout_set, load_mnist_uint8
-from common.validation import NUM_DIGITS
+from common.validation import INT8_INCEPTION, NUM_DIGITS
 
 from . import EvaluationError
 from .cache import Reference, cache_dir, load_reference, read_floor, reference_key, shipped_floor
 from .features import EXTRACTORS, Features, InceptionPool3, inception_runtime, torch_device
 from .fid import frechet_distance, gaussian_stats
+from .inception_onnx import CALIBRATION_IMAGES, CHECK_IMAGES
 from .prdc import check_enough, precision_recall
 from .protocols import PROTOCOLS, REFERENCE_SET
 from .samples import Samples
@@ -83,8 +84,21 @@ class Evaluator:
     @functools.cached_property
     def extractor(self):
         if self.protocol.features == InceptionPool3.name:
-            return InceptionPool3(self.device, self.inception)
+            return InceptionPool3(self.device, self.inception, self.int8_check_images)
         return EXTRACTORS[self.protocol.features](self.device)
+
+    @property
+    def int8(self) -> bool:
+        """Features from the int8 Inception (opt-in): not P0's, so cached and labelled apart."""
+        return self.protocol.features == InceptionPool3.name and self.inception == INT8_INCEPTION
+
+    def int8_check_images(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """An int8 Inception's calibration images (held-out MNIST train) and the two sets its FID deviation is
+        measured on (MNIST test, and other held-out train images)."""
+        held_out = load_holdout_set(self.data_root, HOLDOUT_IMAGES)[0]
+        test = load_mnist_uint8(self.data_root, train=False)[0]
+        calibration, check = CALIBRATION_IMAGES, CHECK_IMAGES
+        return held_out[:calibration], test[:check], held_out[calibration : calibration + check]
 
     @functools.cached_property
     def real_images(self) -> np.ndarray:
@@ -107,14 +121,14 @@ class Evaluator:
                 )
             return self.extractor(self.real_images, self.progress).vectors
 
-        return load_reference(self.protocol, self.key, real_features, self.holdout)
+        return load_reference(self.protocol, self.key, real_features, self.holdout, self.int8)
 
     def floor(self) -> dict | None:
         """The real-vs-real floor: measured on this machine (`eval-gan floor`), else the one shipped in artifacts/.
         None against the holdout: the floor is measured against MNIST test."""
         if self.holdout:
             return None
-        return read_floor(self.protocol, self.key) or shipped_floor(self.protocol)
+        return read_floor(self.protocol, self.key) or (None if self.int8 else shipped_floor(self.protocol))
 
     def score(self, samples: Samples, features: Features | None = None) -> dict:
         """One record: what was scored (source, samples, seed, class sampling), under which protocol, the metrics.
@@ -133,11 +147,13 @@ class Evaluator:
             metrics.update({f"{name}_k{k}": value for name, value in values.items()})
         if features.predicted_digits is not None:
             metrics.update(class_statistics(features.predicted_digits, samples.labels))
+        int8 = {"inception": {"runtime": INT8_INCEPTION, **self.extractor.pool3.deviation}} if self.int8 else {}
         return {
             "protocol": protocol.name,
-            "protocol_summary": protocol.summary,
+            "protocol_summary": protocol.summary + (" [Inception int8: opt-in, not P0]" if self.int8 else ""),
             "reference": self.reference_set,
             **samples.description,
             "metrics": {protocol.key(name): value for name, value in metrics.items()},
+            **int8,
             "seconds": round(time.perf_counter() - started, 3),
         }

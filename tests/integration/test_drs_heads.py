@@ -73,14 +73,14 @@ def half_noise_sampler():
     return draw
 
 
-@pytest.mark.parametrize("kind", ["features", "finetuned"])
+@pytest.mark.parametrize("kind", ["features", "finetuned", "classifier"])
 def test_a_head_trains_and_exports_with_onnx_equal_to_pytorch(frozen, kind):
     trained, generator, critic = frozen
     sample = generator_sampler(generator, trained.cfg.latent_dim)
     tuned, head, calibration = calibrate(critic, sample, *real_set(), True, 10, kind, BURN_IN, seed=0)
     assert calibration.head_kind == kind and list(calibration.candidates) == [kind]
-    assert (calibration.scale is None) == (kind == "features")
-    assert (tuned is critic) == (kind == "features")  # a fine-tuned head brings its own copy of the critic
+    assert (calibration.scale is None) == (kind != "finetuned")  # MLP heads have no scale and bias
+    assert (tuned is critic) == (kind != "finetuned")  # a fine-tuned head brings its own copy of the critic
     assert 0.5 <= calibration.fit["auc"] <= 1.0 and calibration.fit["real_images"] == 90
 
     graphs = build_graphs(generator, tuned, head, DrsF(calibration.max_logit))
@@ -111,7 +111,7 @@ def test_a_head_trains_and_exports_with_onnx_equal_to_pytorch(frozen, kind):
     assert np.abs(critic_f - drs_f(critic_logit, calibration.max_logit)).max() <= 1e-5
 
 
-@pytest.mark.parametrize("kind", ["features", "finetuned"])
+@pytest.mark.parametrize("kind", ["features", "finetuned", "classifier"])
 def test_drs_at_half_rejects_the_noise_of_a_bad_generator_and_keeps_its_rate(frozen, kind):
     trained, generator, critic = frozen
     sample = half_noise_sampler()
