@@ -27,7 +27,8 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 DrsHeadKind = StrEnum("DrsHeadKind", {kind: kind for kind in (AUTO, *HEAD_KINDS)})  # type: ignore[misc]
 DRS_HEAD_HELP = (
     "the DRS head: score (a*s(x)+b on the critic's score), features (an MLP on its last hidden layer), finetuned "
-    "(a fine-tuned copy of the critic), or auto: the best held-out AUC (docs/artifacts.md)"
+    "(a fine-tuned copy of the critic), classifier (an MLP on the MNIST classifier's features), or auto: the best "
+    "held-out AUC (docs/artifacts.md)"
 )
 
 
