@@ -51,6 +51,9 @@ def _floor_line(protocol: Protocol, floor: dict | None, reference: str) -> str:
     return f"Real-vs-real floor ({protocol.name}, {floor['source']} vs {REFERENCE_SET}): {values}."
 
 
+INT8_NOTE = " [Inception int8: opt-in, not P0]"  # records scored by `--inception onnx-int8` carry `inception`
+
+
 def markdown(records: list[dict], floor: dict | None, label: Column = ("source", lambda r: r["source"])) -> str:
     """One row per record; the protocol's definition above the table, its floor below."""
     protocol = PROTOCOLS[records[0]["protocol"]]
@@ -72,7 +75,8 @@ def markdown(records: list[dict], floor: dict | None, label: Column = ("source",
     ]
     scope = "" if reference == REFERENCE_SET else " (its features and k, not its test set: see the reference)"
     lines = [
-        f"Protocol **{protocol.name}**{scope}: {protocol.summary}. Reference: {reference}.",
+        f"Protocol **{protocol.name}**{scope}: {protocol.summary}{INT8_NOTE if 'inception' in records[0] else ''}. "
+        f"Reference: {reference}.",
         "",
         "| " + " | ".join(title for title, _ in columns) + " |",
         "|" + "---|" * len(columns),

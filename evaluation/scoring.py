@@ -19,6 +19,7 @@ from .fid import frechet_distance, gaussian_stats
 from .inception_onnx import CALIBRATION_IMAGES, CHECK_IMAGES
 from .prdc import check_enough, precision_recall
 from .protocols import PROTOCOLS, REFERENCE_SET
+from .report import INT8_NOTE
 from .samples import Samples
 
 # A digit counts as covered when at least this share of the samples is classified as it
@@ -150,7 +151,7 @@ class Evaluator:
         int8 = {"inception": {"runtime": INT8_INCEPTION, **self.extractor.pool3.deviation}} if self.int8 else {}
         return {
             "protocol": protocol.name,
-            "protocol_summary": protocol.summary + (" [Inception int8: opt-in, not P0]" if self.int8 else ""),
+            "protocol_summary": protocol.summary + (INT8_NOTE if self.int8 else ""),
             "reference": self.reference_set,
             **samples.description,
             "metrics": {protocol.key(name): value for name, value in metrics.items()},
