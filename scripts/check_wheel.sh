@@ -16,7 +16,8 @@ unset GAN_ARTIFACTS
     || { echo "check_wheel: torch is installed by the runtime-only wheel" >&2; exit 1; }
 "$work/venv/bin/gan-runtime" list | tee list.txt
 grep -q '^\* .*\[embedded, shipped\]' list.txt || { echo "check_wheel: no embedded default model" >&2; exit 1; }
-"$work/venv/bin/gan-runtime" sample --digit 3 --drs 0.2 --out threes.png
+"$work/venv/bin/gan-runtime" sample --digit 3 --out threes.png  # the README's command
+"$work/venv/bin/gan-runtime" sample --digit 3 --drs 0.2 --out drs-threes.png
 "$work/venv/bin/gan-runtime" sample --digit 3 --n 4 --out-dir threes
 "$work/venv/bin/gan-runtime" score threes/00000.png --digit 3
 "$work/venv/bin/python" -c "import sys; sys.exit('torch' in sys.modules)"

@@ -183,7 +183,12 @@ def test_export_gan_writes_checked_graphs_and_a_complete_manifest(conditional_ru
     drs = manifest["drs"]
     assert drs["burn_in"] == 10_000 and drs["epsilon"] == EPSILON
     # The head is chosen among all kinds on the selection split and reported on a split no choice read.
-    assert drs["head_kind"] in drs["candidates"] and sorted(drs["candidates"]) == ["features", "finetuned", "score"]
+    assert drs["head_kind"] in drs["candidates"] and sorted(drs["candidates"]) == [
+        "classifier",
+        "features",
+        "finetuned",
+        "score",
+    ]
     assert drs["fit"]["auc"] == drs["candidates"][drs["head_kind"]]["held_out_auc"]
     best = max(c["selection_auc"] for c in drs["candidates"].values())
     assert drs["candidates"][drs["head_kind"]]["selection_auc"] == best
