@@ -1,7 +1,7 @@
 """Evaluation time for N generated samples under each protocol, and for P0 under each Inception runtime. Prints JSON.
 
     python bench/eval_speed.py --data-root ../shared/data [--n 10000] [--protocols proxy,p0] [--run SOURCE]
-        [--inception auto|onnx,torch] [--cold-reference]
+        [--inception auto|onnx,torch,onnx-int8] [--cold-reference]
 
 Each protocol's real reference (MNIST test 10k) is loaded first and timed apart (a cache hit takes
 about a second; a miss computes it once, which for p0 is 10k Inception passes; --cold-reference
