@@ -96,6 +96,15 @@ class ScoreHead(nn.Module):
         return critic(images, labels) * self.scale + self.bias
 
 
+def read_features(
+    critic: nn.Module, classifier: nn.Module | None, images: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """What a FeatureHead reads of images in [-1, 1]: the critic's last hidden layer, or the classifier's."""
+    if classifier is None:
+        return critic.hidden(images, labels)
+    return classifier.body((images + 1) / 2)  # the classifier reads [0, 1]
+
+
 class FeatureHead(nn.Module):
     """D~ = MLP(h) (+ <u_y, h> with a learned u per digit), h standardised features of the image: the critic's last
     hidden layer, or the proxy MNIST classifier's penultimate layer when a classifier is given (frozen; its weights
@@ -105,7 +114,6 @@ class FeatureHead(nn.Module):
         self, center: torch.Tensor, spread: torch.Tensor, num_labels: int, classifier: nn.Module | None = None
     ):
         super().__init__()
-        self.kind = "features" if classifier is None else "classifier"
         self.classifier = classifier
         self.register_buffer("center", center.float())
         self.register_buffer("spread", spread.float())
@@ -116,10 +124,7 @@ class FeatureHead(nn.Module):
             nn.init.zeros_(self.projection.weight)  # start as an unconditional head
 
     def hidden(self, critic: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The features the head reads, of images in [-1, 1]."""
-        if self.classifier is None:
-            return critic.hidden(images, labels)
-        return self.classifier.body((images + 1) / 2)  # the classifier reads [0, 1]
+        return read_features(critic, self.classifier, images, labels)
 
     def from_hidden(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = (hidden - self.center) / self.spread
@@ -211,10 +216,10 @@ def train_score_head(critic: nn.Module, train: LabelledImages, selection: Labell
 
 
 @torch.no_grad()
-def _hidden(head: FeatureHead, critic: nn.Module, data: LabelledImages) -> torch.Tensor:
+def _hidden(critic: nn.Module, classifier: nn.Module | None, data: LabelledImages) -> torch.Tensor:
     return torch.cat(
         [
-            head.hidden(critic, data.images[i : i + _BATCH], data.labels[i : i + _BATCH])
+            read_features(critic, classifier, data.images[i : i + _BATCH], data.labels[i : i + _BATCH])
             for i in range(0, len(data.images), _BATCH)
         ]
     )
@@ -231,12 +236,10 @@ def train_feature_head(
     """Full-batch Adam on the cached features (the critic's, or the frozen classifier's where given); the step with
     the best selection AUC is kept."""
     torch.manual_seed(seed)
-    reader = FeatureHead(torch.zeros(1), torch.ones(1), 0, classifier)  # reads the features, trains nothing
-    hidden, selection_hidden = _hidden(reader, critic, train), _hidden(reader, critic, selection)
+    hidden, selection_hidden = _hidden(critic, classifier, train), _hidden(critic, classifier, selection)
     head = FeatureHead(hidden.mean(0), hidden.std(0).clamp_min(1e-6), num_labels, classifier)
-    optimizer = torch.optim.Adam(
-        head.parameters(), FEATURE_LR, weight_decay=FEATURE_DECAY
-    )  # a frozen classifier has no grad: Adam skips it
+    # A frozen classifier's weights get no gradient, and Adam leaves them as they are.
+    optimizer = torch.optim.Adam(head.parameters(), FEATURE_LR, weight_decay=FEATURE_DECAY)
     weights = train.class_weights()
     best = (-1.0, copy.deepcopy(head.state_dict()))
     for step in range(1, FEATURE_STEPS + 1):
