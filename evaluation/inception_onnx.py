@@ -33,6 +33,7 @@ import torch
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 
 from common.files import atomic_write_bytes, atomic_write_text
+from common.mnist import HOLDOUT_IMAGES, load_holdout_set, load_mnist_uint8
 
 from .cache import cache_dir
 from .fid import frechet_distance, gaussian_stats
@@ -144,6 +145,18 @@ CHECK_IMAGES = 1000  # per side of the FID check that measures the int8 graph's 
 
 # () -> (calibration images, check images A, check images B): uint8 [N, 28, 28] each
 CheckImages = Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def int8_check_images(data_root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An int8 Inception's calibration images (held-out MNIST train) and the two sets its FID deviation is measured
+    on (MNIST test, and other held-out train images)."""
+    held_out = load_holdout_set(data_root, HOLDOUT_IMAGES)[0]
+    test = load_mnist_uint8(data_root, train=False)[0]
+    return (
+        held_out[:CALIBRATION_IMAGES],
+        test[:CHECK_IMAGES],
+        held_out[CALIBRATION_IMAGES : CALIBRATION_IMAGES + CHECK_IMAGES],
+    )
 
 
 def int8_path(weights_sha256: str) -> Path:

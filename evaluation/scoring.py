@@ -16,7 +16,7 @@ from . import EvaluationError
 from .cache import Reference, cache_dir, load_reference, read_floor, reference_key, shipped_floor
 from .features import EXTRACTORS, Features, InceptionPool3, inception_runtime, torch_device
 from .fid import frechet_distance, gaussian_stats
-from .inception_onnx import CALIBRATION_IMAGES, CHECK_IMAGES
+from .inception_onnx import int8_check_images
 from .prdc import check_enough, precision_recall
 from .protocols import PROTOCOLS, REFERENCE_SET
 from .report import INT8_NOTE
@@ -85,21 +85,13 @@ class Evaluator:
     @functools.cached_property
     def extractor(self):
         if self.protocol.features == InceptionPool3.name:
-            return InceptionPool3(self.device, self.inception, self.int8_check_images)
+            return InceptionPool3(self.device, self.inception, functools.partial(int8_check_images, self.data_root))
         return EXTRACTORS[self.protocol.features](self.device)
 
     @property
     def int8(self) -> bool:
         """Features from the int8 Inception (opt-in): not P0's, so cached and labelled apart."""
         return self.protocol.features == InceptionPool3.name and self.inception == INT8_INCEPTION
-
-    def int8_check_images(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """An int8 Inception's calibration images (held-out MNIST train) and the two sets its FID deviation is
-        measured on (MNIST test, and other held-out train images)."""
-        held_out = load_holdout_set(self.data_root, HOLDOUT_IMAGES)[0]
-        test = load_mnist_uint8(self.data_root, train=False)[0]
-        calibration, check = CALIBRATION_IMAGES, CHECK_IMAGES
-        return held_out[:calibration], test[:check], held_out[calibration : calibration + check]
 
     @functools.cached_property
     def real_images(self) -> np.ndarray:

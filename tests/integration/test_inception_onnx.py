@@ -95,8 +95,6 @@ def test_the_int8_inception_is_opt_in_labelled_cached_apart_and_prints_its_devia
     monkeypatch.setenv("GAN_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(inception_onnx, "CALIBRATION_IMAGES", 20)
     monkeypatch.setattr(inception_onnx, "CHECK_IMAGES", 60)
-    monkeypatch.setattr("evaluation.scoring.CALIBRATION_IMAGES", 20)
-    monkeypatch.setattr("evaluation.scoring.CHECK_IMAGES", 60)
     evaluator = Evaluator("p0", DATA_ROOT, inception="onnx-int8")
     assert evaluator.int8 and not Evaluator("p0", DATA_ROOT).int8
     int8 = evaluator.extractor.pool3
