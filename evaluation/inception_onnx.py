@@ -203,10 +203,12 @@ def quantise(fp32_path: Path, path: Path, calibration: np.ndarray) -> None:
 
 def fid_deviation(fp32: OnnxPool3, int8: OnnxPool3, first: np.ndarray, second: np.ndarray) -> dict:
     """FID of `first` against `second` through each graph, and the largest feature difference."""
-    features = {
-        name: [np.concatenate([pool3(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]) for images in pair]
-        for name, pool3, pair in (("fp32", fp32, (first, second)), ("int8", int8, (first, second)))
-    }
+
+    def pool3_of(graph: OnnxPool3, images: np.ndarray) -> np.ndarray:
+        return np.concatenate([graph(images[i : i + BATCH]) for i in range(0, len(images), BATCH)])
+
+    graphs = {"fp32": fp32, "int8": int8}
+    features = {name: [pool3_of(graph, first), pool3_of(graph, second)] for name, graph in graphs.items()}
     fids = {name: frechet_distance(*(gaussian_stats(v) for v in vectors)) for name, vectors in features.items()}
     return {
         "images": [len(first), len(second)],

@@ -85,8 +85,6 @@ def generator_sampler(generator: GeneratorBundle, latent_dim: int) -> ImageSampl
 class ScoreHead(nn.Module):
     """D~ = scale * critic score + bias."""
 
-    kind = "score"
-
     def __init__(self, scale: float = 1.0, bias: float = 0.0):
         super().__init__()
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
@@ -123,9 +121,6 @@ class FeatureHead(nn.Module):
         if self.projection is not None:
             nn.init.zeros_(self.projection.weight)  # start as an unconditional head
 
-    def hidden(self, critic: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return read_features(critic, self.classifier, images, labels)
-
     def from_hidden(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = (hidden - self.center) / self.spread
         logit = self.mlp(h).squeeze(1)
@@ -134,7 +129,7 @@ class FeatureHead(nn.Module):
         return logit
 
     def forward(self, critic: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.from_hidden(self.hidden(critic, images, labels), labels)
+        return self.from_hidden(read_features(critic, self.classifier, images, labels), labels)
 
 
 @dataclasses.dataclass
