@@ -1,13 +1,14 @@
 """Feature extractors, one per protocol feature space; each maps uint8 [N, 28, 28] to float32 [N, D].
 
-Both networks compute in float32, so their float32 outputs are exact; distances and Gaussian fits
-are taken in float64 downstream.
+Both networks compute in IEEE float32 on any device (`ieee_float32`), so their outputs agree across devices to
+float rounding; distances and Gaussian fits are taken in float64 downstream.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -30,6 +31,20 @@ INCEPTION_BATCH = {"cpu": 100, "cuda": 500}  # images per torch forward pass; 50
 class Features:
     vectors: np.ndarray  # float32 [N, D]
     predicted_digits: np.ndarray | None  # int64 [N], from the proxy classifier only
+
+
+@contextmanager
+def ieee_float32():
+    """Convolutions and matrix products in IEEE float32 while features are computed, the caller's setting restored
+    after. On Ampere and later GPUs torch runs cuDNN convolutions in TF32 (a 10-bit mantissa) by default, which
+    would move the features far past the 1e-4 that CPU and CUDA must agree to."""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
 
 
 def _file_sha256(path: Path) -> str:
@@ -110,6 +125,7 @@ class InceptionPool3:
             self.pool3, self.batch_size = self._torch_pool3, INCEPTION_BATCH[device.type]
 
     @torch.inference_mode()
+    @ieee_float32()
     def _torch_pool3(self, images_uint8: np.ndarray) -> np.ndarray:
         batch = torch.as_tensor(images_uint8).to(self.device).float().div(255.0)
         grey3 = batch.unsqueeze(1).expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
@@ -139,6 +155,7 @@ class ClassifierFeatures:
         self.device = device
         self.fingerprint = {"extractor": self.name, **manifest["files"]}
 
+    @ieee_float32()
     def __call__(self, images_uint8: np.ndarray, progress: bool = False) -> Features:
         return Features(*classify(self.model, images_uint8, progress, self.device))
 

@@ -51,6 +51,30 @@ def test_eval_gan_refuses_cuda_without_a_gpu_in_one_line(run_eval, tmp_path):
     assert result.returncode == 2 and "no CUDA device" in result.stderr and result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("extractor", [InceptionPool3, ClassifierFeatures])
+def test_features_are_computed_in_ieee_float32_and_the_callers_setting_is_kept(images, extractor):
+    """torch's default on a GPU is TF32 convolutions: features would then differ from the CPU's by far more than
+    1e-4. Checked on the CPU by reading the setting the networks run under."""
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    features = extractor(torch.device("cpu"), runtime="torch") if extractor is InceptionPool3 else extractor()
+    network, seen = features.model, []
+
+    def spy(*args):
+        seen.append((conv.fp32_precision, matmul.fp32_precision))
+        return type(network).forward(network, *args)
+
+    network.forward = spy
+    saved = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "tf32"
+    try:
+        features(images)
+        after = conv.fp32_precision, matmul.fp32_precision
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
+    assert seen and set(seen) == {("ieee", "ieee")}
+    assert after == ("tf32", "tf32")
+
+
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 @pytest.mark.parametrize("extractor", [InceptionPool3, ClassifierFeatures])
 def test_cpu_and_cuda_features_agree(images, extractor):
