@@ -1,7 +1,8 @@
-"""Evaluation time for N generated samples under each protocol, and for P0 under each Inception runtime. Prints JSON.
+"""Evaluation time for N generated samples under each protocol, and for P0 under each Inception runtime and
+device. Prints JSON.
 
     python bench/eval_speed.py --data-root ../shared/data [--n 10000] [--protocols proxy,p0] [--run SOURCE]
-        [--inception auto|onnx,torch,onnx-int8] [--cold-reference]
+        [--inception auto|onnx,torch,onnx-int8] [--device cpu|cuda,cpu] [--cold-reference]
 
 Each protocol's real reference (MNIST test 10k) is loaded first and timed apart (a cache hit takes
 about a second; a miss computes it once, which for p0 is 10k Inception passes; --cold-reference
@@ -10,8 +11,9 @@ makes it a miss in a fresh temporary cache, so that pass is timed). The timed pa
 the feature pass), FID, precision/recall/density/coverage at k=3 and 5 (and the proxy's class
 statistics). SOURCE is a run folder or an exported artifact; without it, a freshly initialised
 `vanilla` MLP generator is sampled: the timing is the same as for a trained one, the scores are
-meaningless. With several Inception runtimes, `p0_parity` compares each with the first: the largest
-feature difference (real and generated) and each metric's difference.
+meaningless. Each protocol runs on every `--device` in turn (onnxruntime's Inception on the CPU only). With several
+P0 setups (runtimes or devices), `p0_parity` compares each with the first: the largest feature difference (real
+and generated) and each metric's difference.
 """
 
 from __future__ import annotations
@@ -45,14 +47,14 @@ def untrained_generator(seed: int):
     return build_models(cfg, prior, use_spectral_norm=False)[0].eval()
 
 
-def timed_score(name: str, inception: str, root: Path, sample, cold_reference: bool) -> dict:
-    """Score `sample()` under protocol `name`; the reference, sampling and feature pass timed apart."""
+def timed_score(name: str, inception: str, device: str, root: Path, sample, cold_reference: bool) -> dict:
+    """Score `sample()` under protocol `name` on `device`; the reference, sampling and feature pass timed apart."""
     with (
         tempfile.TemporaryDirectory(prefix="eval-speed-") as cache,
         mock.patch.dict(os.environ, {CACHE_ENV: cache} if cold_reference else {}),
     ):
         started = time.perf_counter()
-        evaluator = Evaluator(name, root, inception=inception)
+        evaluator = Evaluator(name, root, device=device, inception=inception)
         reference = evaluator.reference
         reference_seconds = time.perf_counter() - started
         started = time.perf_counter()
@@ -62,8 +64,12 @@ def timed_score(name: str, inception: str, root: Path, sample, cold_reference: b
         extracted = time.perf_counter()
         record = evaluator.score(samples, features)
         finished = time.perf_counter()
+    inception_runtime = evaluator.inception if evaluator.protocol.features == "inception-pool3" else None
     return {
-        "inception": evaluator.inception if evaluator.protocol.features == "inception-pool3" else None,
+        "inception": inception_runtime,
+        "device": evaluator.device.type,
+        # a setup's name in the JSON's keys: the runtime, and the device where it is not the CPU
+        "setup": "_".join(part for part in (inception_runtime, evaluator.device.type) if part and part != "cpu"),
         "seconds": round(finished - started, 2),
         "sampling_seconds": round(sampled - started, 2),
         "feature_seconds": round(extracted - sampled, 2),
@@ -75,12 +81,12 @@ def timed_score(name: str, inception: str, root: Path, sample, cold_reference: b
 
 
 def parity(results: list[dict], cold_reference: bool) -> list[dict]:
-    """Each runtime's features and metrics against the first runtime's (the real features only when each runtime
-    computed its own reference: otherwise they share the cached one)."""
+    """Each setup's features and metrics against the first setup's (the real features only when each setup
+    computed its own reference: otherwise they share the cached one, whatever the device)."""
     base = results[0]
     return [
         {
-            "runtimes": f"{other['inception']} vs {base['inception']}",
+            "runtimes": f"{other['inception']} on {other['device']} vs {base['inception']} on {base['device']}",
             "max_abs_feature_diff_real": float(np.abs(other["_features"][0] - base["_features"][0]).max())
             if cold_reference
             else None,
@@ -97,6 +103,7 @@ def main(
     protocols: str = typer.Option("proxy,p0", help="comma-separated protocols, timed in this order"),
     run: Path = typer.Option(None, help="a run folder or exported artifact to sample [an untrained vanilla generator]"),
     inception: str = typer.Option("auto", help="comma-separated Inception runtimes for p0, timed in this order"),
+    device: str = typer.Option("cpu", help="comma-separated devices (cpu, cuda, auto), each timed in this order"),
     cold_reference: bool = typer.Option(False, help="compute each real reference anew (timed) in a temporary cache"),
     seed: int = typer.Option(0),
 ):
@@ -113,7 +120,11 @@ def main(
     results = {}
     for name in protocols.split(","):
         runtimes = inception.split(",") if name == "p0" else ["auto"]
-        results[name] = [timed_score(name, runtime, root, sample, cold_reference) for runtime in runtimes]
+        results[name] = [
+            timed_score(name, runtime, where, root, sample, cold_reference)
+            for where in device.split(",")
+            for runtime in runtimes
+        ]
     p0_parity = parity(results["p0"], cold_reference) if len(results.get("p0", [])) > 1 else None
     for runs in results.values():
         for result in runs:
@@ -127,9 +138,7 @@ def main(
                 "source": source,
                 "cold_reference": cold_reference,
                 **{
-                    f"{name}_{result['inception']}_seconds" if result["inception"] else f"{name}_seconds": result[
-                        "seconds"
-                    ]
+                    f"{name}_{result['setup']}_seconds" if result["setup"] else f"{name}_seconds": result["seconds"]
                     for name, runs in results.items()
                     for result in runs
                 },

@@ -5,10 +5,12 @@ ToTensor + Normalize per image, a fresh G forward per critic step, separate crit
 real, fake and interpolated images, plain Adam, and a generator backward through the critic's
 weights. Prints one JSON object: images/s for both (real images consumed per second) and the ratio.
 
-    python bench/train_speed.py --data-root ../shared/data [--images 19200] [--repeats 3]
+    python bench/train_speed.py --data-root ../shared/data [--images 19200] [--repeats 3] [--device cuda]
+        [--batch-size 64]
 
 Our loop is timed in fp32 and with bf16 autocast (`--precision bf16`); each figure is the best of
-`--repeats` timed passes, after one warm-up pass of each loop.
+`--repeats` timed passes, after one warm-up pass of each loop. On a GPU (`--device cuda`) both loops keep
+their models and batches there (the template's DataLoader still prepares each image on the CPU, as it does).
 
 Under torchrun only our fp32 loop runs, on every process at the same global batch (each rank trains on its
 share of every batch), and rank 0 prints:
@@ -35,45 +37,61 @@ from training.config import resolve
 from training.distributed import World
 from training.models import MLPCritic, MLPGenerator
 from training.objectives import gradient_penalty
-from training.trainer import Trainer
+from training.trainer import Trainer, pick_device
 
 
-def template_style_images_per_second(root: Path, images: int, batch_size: int, n_critic: int, seed: int) -> float:
+def finished(device: torch.device) -> float:
+    """perf_counter once the device's queued work is done (CUDA kernels run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def template_style_images_per_second(
+    root: Path, images: int, batch_size: int, n_critic: int, seed: int, device: torch.device
+) -> float:
     torch.manual_seed(seed)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     dataset = Subset(MNIST(str(root), train=True, download=True, transform=transform), range(images))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
-    G, D = MLPGenerator(100), MLPCritic()
+    G, D = MLPGenerator(100).to(device), MLPCritic().to(device)
     G_opt = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9))
     D_opt = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9))
-    no_labels = torch.zeros(batch_size, dtype=torch.long)
-    started = time.perf_counter()
+    no_labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+    started = finished(device)
     for step, (x, _) in enumerate(loader):
+        x = x.to(device)
         D.zero_grad()
-        fake = G(torch.randn(batch_size, 100), no_labels).detach()
-        eps = torch.rand(batch_size, 1, 1, 1)
+        fake = G(torch.randn(batch_size, 100, device=device), no_labels).detach()
+        eps = torch.rand(batch_size, 1, 1, 1, device=device)
         x_hat = (eps * x + (1 - eps) * fake).requires_grad_(True)
         loss = D(fake, no_labels).mean() - D(x, no_labels).mean() + 10 * gradient_penalty(D(x_hat, no_labels), x_hat)
         loss.backward()
         D_opt.step()
         if step % n_critic == n_critic - 1:
             G.zero_grad()
-            (-D(G(torch.randn(batch_size, 100), no_labels), no_labels).mean()).backward()
+            (-D(G(torch.randn(batch_size, 100, device=device), no_labels), no_labels).mean()).backward()
             G_opt.step()
-    return len(loader) * batch_size / (time.perf_counter() - started)
+    return len(loader) * batch_size / (finished(device) - started)
 
 
 def ours_images_per_second(
-    root: Path, images: int, batch_size: int, precision: str, seed: int, world: World | None = None
+    root: Path,
+    images: int,
+    batch_size: int,
+    precision: str,
+    seed: int,
+    device: str = "cpu",
+    world: World | None = None,
 ) -> float:
     cfg = resolve(
         "wgan_gp",
-        {"batch_size": batch_size, "train_limit": images, "precision": precision, "device": "cpu", "seed": seed},
+        {"batch_size": batch_size, "train_limit": images, "precision": precision, "device": device, "seed": seed},
     )
     trainer = Trainer(cfg, Path(tempfile.mkdtemp()), root, quiet=True, world=world)
-    started = time.perf_counter()
+    started = finished(trainer.device)
     trainer.train_epoch()
-    return trainer.steps_per_epoch * batch_size / (time.perf_counter() - started)
+    return trainer.steps_per_epoch * batch_size / (finished(trainer.device) - started)
 
 
 def main(
@@ -81,19 +99,21 @@ def main(
     images: int = typer.Option(19_200, help="training images per timed pass (300 critic steps at batch 64)"),
     batch_size: int = typer.Option(64),
     repeats: int = typer.Option(3, help="timed passes per loop; the best is reported"),
+    device: str = typer.Option("cpu", help="cpu or cuda (under torchrun: each rank's GPU, NCCL)"),
     seed: int = typer.Option(0),
 ):
     root = resolve_data_root(data_root)
     world = World.from_environment()
     if world.distributed:
-        distributed_main(root, images, batch_size, repeats, seed, world)
+        distributed_main(root, images, batch_size, repeats, seed, device, world)
         return
+    where = pick_device(device)
     loops = {
-        "template_style": lambda n: template_style_images_per_second(root, n, batch_size, 5, seed),
-        "ours_fp32": lambda n: ours_images_per_second(root, n, batch_size, "fp32", seed),
-        "ours_bf16": lambda n: ours_images_per_second(root, n, batch_size, "bf16", seed),
+        "template_style": lambda n: template_style_images_per_second(root, n, batch_size, 5, seed, where),
+        "ours_fp32": lambda n: ours_images_per_second(root, n, batch_size, "fp32", seed, device),
+        "ours_bf16": lambda n: ours_images_per_second(root, n, batch_size, "bf16", seed, device),
     }
-    for loop in loops.values():  # warm-up: allocator, oneDNN kernels
+    for loop in loops.values():  # warm-up: allocator, oneDNN or CUDA kernels
         loop(batch_size * 10)
     best = {name: max(loop(images) for _ in range(repeats)) for name, loop in loops.items()}
     print(
@@ -107,6 +127,8 @@ def main(
                 "speedup_fp32": round(best["ours_fp32"] / best["template_style"], 3),
                 "speedup_bf16": round(best["ours_bf16"] / best["template_style"], 3),
                 "target_speedup": 2.0,
+                "ours_fp32_steps_per_s": round(best["ours_fp32"] / batch_size, 1),
+                "device": device_name(where),
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
                 "cpu": cpu_name(),
@@ -115,9 +137,18 @@ def main(
     )
 
 
-def distributed_main(root: Path, images: int, batch_size: int, repeats: int, seed: int, world: World) -> None:
-    ours_images_per_second(root, batch_size * 10, batch_size, "fp32", seed, world)  # warm-up
-    best = max(ours_images_per_second(root, images, batch_size, "fp32", seed, world) for _ in range(repeats))
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def distributed_main(
+    root: Path, images: int, batch_size: int, repeats: int, seed: int, device: str, world: World
+) -> None:
+    def timed(n: int) -> float:
+        return ours_images_per_second(root, n, batch_size, "fp32", seed, device, world)
+
+    timed(batch_size * 10)  # warm-up
+    best = max(timed(images) for _ in range(repeats))
     world.leave()
     if world.is_main:
         print(
@@ -130,6 +161,7 @@ def distributed_main(root: Path, images: int, batch_size: int, repeats: int, see
                     "repeats": repeats,
                     "ours_fp32_images_per_s": round(best, 1),
                     "ours_fp32_steps_per_s": round(best / batch_size, 1),
+                    "device": device,
                     "torch": torch.__version__,
                     "threads_per_process": torch.get_num_threads(),
                     "cpu": cpu_name(),
