@@ -23,32 +23,17 @@
 # CPU machine: tar xzf runs_meta.tar.gz; cat w96_b128.safetensors.part* > runs/gpu/w96_b128/checkpoint.safetensors;
 # export-gan runs/gpu/w96_b128.
 #
-# On that machine (torch 2.11, no internet), three things were carried in a folder .dev/ of this
-# checkout and are used when present: pytorch-fid's wheel (.dev/whl), MNIST's raw files gzipped
-# (.dev/data), and a shim for its SciPy >= 1.18, whose sqrtm no longer takes pytorch-fid's disp=False
-# (a normal install pins scipy < 1.18 instead; see pyproject.toml).
+# On that machine (torch 2.11, no internet), pytorch-fid's wheel and MNIST were carried in .dev/ of this
+# checkout (scripts/device_pack.sh makes it; scripts/device_env.sh sets it up there).
 # That machine also took at most 64 MiB of working tree, which artifacts/ alone exceeds: it was left
-# out of the copy except artifacts/mnist_classifier, which the proxy evaluation during training needs.
+# out of the copy (the proxy evaluation during training reads the classifier embedded in runtime/embedded/).
 set -u
 DEADLINE=${DEADLINE:-420}
 OUT=${OUT:?set OUT to the folder that receives the results}
 RUNS=${RUNS:-runs/gpu}
 mkdir -p "$OUT" "$RUNS/logs"
-if [ -d .dev ]; then
-  python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .dev/whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-  cat > /tmp/site/sitecustomize.py <<'PY'
-import scipy.linalg as _linalg
-_sqrtm = _linalg.sqrtm
-def _sqrtm_disp(a, disp=True, **kw):
-    root = _sqrtm(a, **kw)
-    return root if disp else (root, 0.0)
-_linalg.sqrtm = _sqrtm_disp
-PY
-  mkdir -p /tmp/data/MNIST/raw && for f in .dev/data/*.gz; do gunzip -c "$f" > "/tmp/data/MNIST/raw/$(basename "$f" .gz)"; done
-  export GAN_DATA_ROOT=/tmp/data GAN_CACHE_DIR=/tmp/evalcache
-fi
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+source scripts/device_env.sh || exit 1
+export OMP_NUM_THREADS=4
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')" || exit 1
 
 train() {  # NAME OPTION...: one candidate, in the background of the caller
