@@ -38,13 +38,19 @@ def ieee_float32():
     """Convolutions and matrix products in IEEE float32 while features are computed, the caller's setting restored
     after. On Ampere and later GPUs torch runs cuDNN convolutions in TF32 (a 10-bit mantissa) by default, which
     would move the features far past the 1e-4 that CPU and CUDA must agree to."""
-    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
-    saved = conv.fp32_precision, matmul.fp32_precision
-    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    backends = torch.backends
+    if hasattr(backends.cudnn, "conv"):  # torch >= 2.9 (mixing in the older switches is an error there)
+        switches = [(backends.cudnn.conv, "fp32_precision", "ieee"), (backends.cuda.matmul, "fp32_precision", "ieee")]
+    else:
+        switches = [(backends.cudnn, "allow_tf32", False), (backends.cuda.matmul, "allow_tf32", False)]
+    saved = [getattr(owner, name) for owner, name, _ in switches]
+    for owner, name, value in switches:
+        setattr(owner, name, value)
     try:
         yield
     finally:
-        conv.fp32_precision, matmul.fp32_precision = saved
+        for (owner, name, _), value in zip(switches, saved, strict=True):
+            setattr(owner, name, value)
 
 
 def _file_sha256(path: Path) -> str:
