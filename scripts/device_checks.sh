@@ -24,7 +24,7 @@ OUT=${OUT:?set OUT to the folder that receives the results}
 DEVICE=${DEVICE:-cuda}
 TRAIN_SECONDS=${TRAIN_SECONDS:-240}
 P0_SAMPLES=${P0_SAMPLES:-10000}
-PARITY_SAMPLES=${PARITY_SAMPLES:-2000}
+PARITY_SAMPLES=${PARITY_SAMPLES:-1000}
 source scripts/device_env.sh || exit 1
 mkdir -p "$OUT"
 { date -u; nvidia-smi -L 2>/dev/null; python3 -c "import torch, typer; print('torch', torch.__version__, 'typer',
@@ -64,7 +64,7 @@ evaluate)
   timeout 200 python3 bench/eval_speed.py --protocols proxy,p0 --device "$DEVICE" --inception torch \
     --n "$P0_SAMPLES" --cold-reference > "$OUT/eval_speed_$DEVICE.json"
   cat "$OUT/eval_speed_$DEVICE.json"
-  timeout 300 python3 bench/eval_speed.py --protocols p0 --device "$DEVICE,cpu" --inception torch \
+  timeout 330 python3 bench/eval_speed.py --protocols p0 --device "$DEVICE,cpu" --inception torch \
     --n "$PARITY_SAMPLES" --cold-reference > "$OUT/eval_parity_${DEVICE}_cpu.json"
   cat "$OUT/eval_parity_${DEVICE}_cpu.json"
   ;;
