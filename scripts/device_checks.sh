@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 33's measurements on a lent GPU machine, in two calls of the device tool back to back (the machine
-# stays warm ~30 s between calls; scripts/device_env.sh says why the Inception weights need two). Expected: ~4 min
+# stays warm ~30 s between calls; scripts/device_env.sh says why the Inception weights need two). Estimated (never run there yet): ~4 min
 # for the first, ~6 for the second (the CPU half of the parity), so both fit one session's 15 minutes with a start:
 #
 #   here, once:  GAN_DATA_ROOT=... TORCH_HOME=... scripts/device_pack.sh
