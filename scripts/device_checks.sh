@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 33's measurements on a lent GPU machine, in two calls of the device tool back to back (the machine
-# stays warm ~30 s between calls; scripts/device_env.sh says why the Inception weights need two). Estimated (never run there yet): ~4 min
-# for the first, ~6 for the second (the CPU half of the parity), so both fit one session's 15 minutes with a start:
+# stays warm ~30 s between calls; scripts/device_env.sh says why the Inception weights need two). Estimated,
+# never run there yet: ~4 min for the first, ~6 for the second (the CPU half of the parity), so both fit one
+# session's 15 minutes of device time with a start:
 #
 #   here, once:  GAN_DATA_ROOT=... TORCH_HOME=... scripts/device_pack.sh
 #   call 1:      bash scripts/device_checks.sh train      carry .dev/whl .dev/data .dev/inception1   timeout_s 420
