@@ -37,7 +37,7 @@ from training.config import resolve
 from training.distributed import World
 from training.models import MLPCritic, MLPGenerator
 from training.objectives import gradient_penalty
-from training.trainer import Trainer, pick_device
+from training.trainer import Trainer, device_name, pick_device
 
 
 def finished(device: torch.device) -> float:
@@ -135,10 +135,6 @@ def main(
             }
         )
     )
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def distributed_main(

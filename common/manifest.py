@@ -148,12 +148,8 @@ class GraphInfo:
         )
 
 
-DRS_HEAD_KINDS = (
-    "score",
-    "features",
-    "finetuned",
-    "classifier",
-)  # export/drs.py trains them; docs/artifacts.md explains them
+# export/drs.py trains them; docs/artifacts.md explains them
+DRS_HEAD_KINDS = ("score", "features", "finetuned", "classifier")
 FEATURE_HEAD_KINDS = ("features", "classifier")  # an MLP on features: no scale and bias
 
 

@@ -36,14 +36,14 @@ from torch import nn
 from tqdm import tqdm
 
 from common.drs import EPSILON, RATE_GRID, drs_f, gamma_table
-from common.manifest import DrsCalibration
+from common.manifest import DRS_HEAD_KINDS, DrsCalibration
 from evaluation.proxy_classifier import load_classifier
 from training.data import to_signed_unit
 from training.models import GeneratorBundle
 from training.priors import NUM_DIGITS
 
 MIN_BURN_IN = 10_000  # SPEC: D~_M over a burn-in of at least 10k samples
-HEAD_KINDS = ("score", "features", "finetuned", "classifier")
+HEAD_KINDS = DRS_HEAD_KINDS  # what the manifest accepts is what export trains
 AUTO = "auto"
 # Shares of the held-out real images; the rest trains. 15 % of 5,000 is 750 real images per part, so an AUC is
 # known to about +-0.01.

@@ -80,6 +80,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 class CriticStep(nn.Module):
     """One critic step's losses and scores from real and generated images: the whole critic computation.
 
@@ -116,7 +121,7 @@ class Trainer:
         self.quiet = quiet or not self.world.is_main  # rank 0 alone draws progress and prints
         self.device = self.world.join(pick_device(cfg.device))
         # Logged with every epoch: a run's cost is CPU-hours on a CPU but GPU-minutes on an accelerator.
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        name = device_name(self.device)
         self.device_name = f"{self.world.size} x {name}" if self.world.distributed else name
         if self.device.type == "cpu":
             torch.use_deterministic_algorithms(True)
